@@ -1,0 +1,21 @@
+//! Ferrum protocol core, shared by the miner, the validator and the `ferrum` tool.
+//!
+//! Everything here that two nodes must agree on (config hash, windows, sample assignment, the
+//! dataset format, the storage key layout) is a pure function of its inputs and is specified in
+//! `docs/protocol.md`, with test vectors pinned by the tests next to the code.
+
+pub mod assignment;
+pub mod config;
+pub mod data;
+pub mod hotkey;
+pub mod keys;
+pub mod params;
+pub mod storage;
+pub mod window;
+
+pub use assignment::{AssignmentError, SampleRequest, assign_samples, random_identity};
+pub use config::{ConfigError, ConfigHash, Preset, SubnetConfig};
+pub use data::{Dataset, DatasetId, Manifest};
+pub use hotkey::Hotkey;
+pub use storage::{ObjectInfo, Store, StorageError, StorageLimits};
+pub use window::{Freshness, PutWindow, WindowSchedule};

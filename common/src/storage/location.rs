@@ -1,0 +1,163 @@
+//! Where a store lives, parsed from a URL or path.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use url::Url;
+
+/// A parsed storage location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory on the local filesystem (relative paths resolve against the working directory).
+    Local { root: PathBuf },
+    /// An S3-compatible bucket, with an optional key prefix inside it.
+    S3 {
+        bucket: String,
+        prefix: String,
+        /// Custom endpoint (R2, SeaweedFS, MinIO); AWS when absent.
+        endpoint: Option<String>,
+        region: Option<String>,
+    },
+}
+
+/// A URL that names no supported store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{url}` is not a storage location: {reason}")]
+pub struct LocationError {
+    pub url: String,
+    pub reason: String,
+}
+
+impl Location {
+    /// Parses a path, `file:///abs/dir`, `s3://bucket/prefix?endpoint=URL&region=R` or
+    /// `r2://ACCOUNT_ID/bucket/prefix` (Cloudflare R2, region `auto`).
+    pub fn parse(s: &str) -> Result<Location, LocationError> {
+        let err = |reason: &str| LocationError {
+            url: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if s.trim().is_empty() {
+            return Err(err("empty"));
+        }
+        if !s.contains("://") {
+            return Ok(Location::Local { root: PathBuf::from(s) });
+        }
+        let url = Url::parse(s).map_err(|e| err(&e.to_string()))?;
+        match url.scheme() {
+            "file" => {
+                let root = url.to_file_path().map_err(|_| err("file:// URLs need an absolute path"))?;
+                Ok(Location::Local { root })
+            }
+            "s3" => {
+                let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| err("no bucket name"))?;
+                let mut endpoint = None;
+                let mut region = None;
+                for (k, v) in url.query_pairs() {
+                    match k.as_ref() {
+                        "endpoint" => endpoint = Some(v.into_owned()),
+                        "region" => region = Some(v.into_owned()),
+                        other => return Err(err(&format!("unknown query parameter `{other}` (endpoint, region)"))),
+                    }
+                }
+                if let Some(e) = &endpoint {
+                    Url::parse(e).map_err(|_| err("endpoint must be an http:// or https:// URL"))?;
+                }
+                Ok(Location::S3 {
+                    bucket: bucket.to_string(),
+                    prefix: clean_prefix(url.path()),
+                    endpoint,
+                    region,
+                })
+            }
+            "r2" => {
+                let account = url.host_str().filter(|a| !a.is_empty()).ok_or_else(|| err("no account id"))?;
+                let path = clean_prefix(url.path());
+                let (bucket, prefix) = path.split_once('/').unwrap_or((path.as_str(), ""));
+                if bucket.is_empty() {
+                    return Err(err("r2:// URLs are r2://ACCOUNT_ID/BUCKET[/PREFIX]"));
+                }
+                Ok(Location::S3 {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.to_string(),
+                    endpoint: Some(format!("https://{account}.r2.cloudflarestorage.com")),
+                    region: Some("auto".to_string()),
+                })
+            }
+            other => Err(err(&format!(
+                "unsupported scheme `{other}` (use a path, file://, s3:// or r2://)"
+            ))),
+        }
+    }
+}
+
+fn clean_prefix(path: &str) -> String {
+    path.trim_matches('/').to_string()
+}
+
+impl fmt::Display for Location {
+    /// Shows where the store is without any credential (none are ever part of a location).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local { root } => write!(f, "{}", root.display()),
+            Location::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                ..
+            } => {
+                write!(f, "s3://{bucket}/{prefix}")?;
+                if let Some(e) = endpoint {
+                    write!(f, " at {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_supported_forms() {
+        assert_eq!(
+            Location::parse("ferrum-data/store").expect("path"),
+            Location::Local {
+                root: PathBuf::from("ferrum-data/store")
+            }
+        );
+        assert_eq!(
+            Location::parse("file:///var/lib/ferrum").expect("file"),
+            Location::Local {
+                root: PathBuf::from("/var/lib/ferrum")
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://grads/ferrum/v1?endpoint=http://127.0.0.1:9000&region=us-east-1").expect("s3"),
+            Location::S3 {
+                bucket: "grads".into(),
+                prefix: "ferrum/v1".into(),
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("us-east-1".into()),
+            }
+        );
+        assert_eq!(
+            Location::parse("r2://0123abcd/grads/run1").expect("r2"),
+            Location::S3 {
+                bucket: "grads".into(),
+                prefix: "run1".into(),
+                endpoint: Some("https://0123abcd.r2.cloudflarestorage.com".into()),
+                region: Some("auto".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_unsupported_forms() {
+        for bad in ["", "gs://bucket", "s3://", "s3://b?token=x", "r2://acct", "file://relative/x", "s3://b?endpoint=::"] {
+            let e = Location::parse(bad).expect_err(bad);
+            assert!(e.to_string().contains("is not a storage location"), "{e}");
+        }
+    }
+}

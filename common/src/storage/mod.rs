@@ -1,0 +1,456 @@
+//! Object storage over `object_store`: the local filesystem (the embedded default) or any
+//! S3-compatible endpoint, chosen by URL.
+//!
+//! Every operation is bounded by a timeout; S3 requests are retried with exponential backoff by
+//! the client; downloads check a size cap against HEAD before any byte is fetched, and again
+//! while streaming in case the object changed in between. Credentials come from the environment
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+//! `AWS_ENDPOINT_URL`) and never appear in a location, log line or error.
+
+mod location;
+
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
+use tokio::io::AsyncReadExt;
+
+pub use location::{Location, LocationError};
+
+use crate::config::StorageConfig;
+
+/// Parts of this size are uploaded concurrently by [`Store::put_file`].
+const PART_SIZE: usize = 8 << 20;
+
+/// Limits applied to every operation of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageLimits {
+    /// Bound on one operation, retries included.
+    pub timeout: Duration,
+    /// Bound on connecting (S3 only).
+    pub connect_timeout: Duration,
+    pub max_retries: u32,
+    pub retry_backoff: Duration,
+    /// Download cap for [`Store::get`] when the caller has no tighter one.
+    pub max_object_bytes: u64,
+}
+
+impl From<&StorageConfig> for StorageLimits {
+    fn from(c: &StorageConfig) -> Self {
+        StorageLimits {
+            timeout: Duration::from_secs(c.timeout_secs),
+            connect_timeout: Duration::from_secs(c.connect_timeout_secs),
+            max_retries: c.max_retries,
+            retry_backoff: Duration::from_millis(c.retry_backoff_ms),
+            max_object_bytes: c.max_object_bytes,
+        }
+    }
+}
+
+/// What HEAD and LIST report about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the store's root.
+    pub key: String,
+    pub size: u64,
+    /// `LastModified`, ms since the Unix epoch (S3 has second resolution).
+    pub last_modified_ms: u64,
+    pub etag: Option<String>,
+}
+
+/// A storage failure, naming the operation and key.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    #[error("invalid object key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: String },
+    #[error("{op} {key}: not found in {store}")]
+    NotFound { op: &'static str, key: String, store: String },
+    #[error("{key} in {store} is {size} bytes, above the {cap}-byte cap; not downloaded")]
+    TooLarge { key: String, store: String, size: u64, cap: u64 },
+    #[error("{op} {key} in {store}: range {start}..{end} is outside the object")]
+    BadRange { op: &'static str, key: String, store: String, start: u64, end: u64 },
+    #[error("{op} {key} in {store}: timed out after {secs} s")]
+    Timeout { op: &'static str, key: String, store: String, secs: u64 },
+    #[error("{op} {key} in {store}: {source}")]
+    Backend {
+        op: &'static str,
+        key: String,
+        store: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{op} {key}: local file: {source}")]
+    Io {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open store {store}: {reason}")]
+    Open { store: String, reason: String },
+}
+
+impl StorageError {
+    /// Whether the error means the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+}
+
+/// A handle on one bucket (or directory), optionally narrowed to a key prefix.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: Option<Path>,
+    shown: String,
+    limits: StorageLimits,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("location", &self.shown).finish()
+    }
+}
+
+impl Store {
+    /// Opens the store a URL names, with limits from the config.
+    pub fn open(url: &str, config: &StorageConfig) -> Result<Store, StorageError> {
+        Self::open_location(&Location::parse(url)?, StorageLimits::from(config))
+    }
+
+    /// Opens a parsed location.
+    pub fn open_location(location: &Location, limits: StorageLimits) -> Result<Store, StorageError> {
+        let shown = location.to_string();
+        let open_err = |reason: String| StorageError::Open {
+            store: shown.clone(),
+            reason,
+        };
+        let (inner, prefix): (Arc<dyn ObjectStore>, String) = match location {
+            Location::Local { root } => {
+                std::fs::create_dir_all(root).map_err(|e| open_err(e.to_string()))?;
+                let fs = LocalFileSystem::new_with_prefix(root).map_err(|e| open_err(e.to_string()))?;
+                (Arc::new(fs), String::new())
+            }
+            Location::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+            } => {
+                let client = ClientOptions::new()
+                    .with_timeout(limits.timeout)
+                    .with_connect_timeout(limits.connect_timeout)
+                    .with_allow_http(endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
+                let retry = RetryConfig {
+                    backoff: BackoffConfig {
+                        init_backoff: limits.retry_backoff,
+                        max_backoff: limits.retry_backoff.saturating_mul(32),
+                        base: 2.0,
+                    },
+                    max_retries: limits.max_retries as usize,
+                    retry_timeout: limits.timeout,
+                };
+                let mut b = AmazonS3Builder::from_env()
+                    .with_client_options(client)
+                    .with_retry(retry)
+                    .with_bucket_name(bucket);
+                if let Some(e) = endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let Some(r) = region {
+                    b = b.with_region(r);
+                }
+                let s3 = b.build().map_err(|e| open_err(e.to_string()))?;
+                (Arc::new(s3), prefix.clone())
+            }
+        };
+        let prefix = if prefix.is_empty() {
+            None
+        } else {
+            Some(Path::parse(&prefix).map_err(|e| open_err(format!("bad prefix: {e}")))?)
+        };
+        Ok(Store {
+            inner,
+            prefix,
+            shown,
+            limits,
+        })
+    }
+
+    /// The same bucket, narrowed to `sub` (keys are then relative to it).
+    pub fn scoped(&self, sub: &str) -> Result<Store, StorageError> {
+        let sub_path = parse_key(sub)?;
+        let prefix = match &self.prefix {
+            Some(p) => p.parts().chain(sub_path.parts()).collect(),
+            None => sub_path,
+        };
+        Ok(Store {
+            inner: self.inner.clone(),
+            shown: format!("{}/{}", self.shown.trim_end_matches('/'), sub),
+            prefix: Some(prefix),
+            limits: self.limits,
+        })
+    }
+
+    /// Where this store is, for messages.
+    pub fn location(&self) -> &str {
+        &self.shown
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> StorageLimits {
+        self.limits
+    }
+
+    fn path(&self, key: &str) -> Result<Path, StorageError> {
+        let rel = parse_key(key)?;
+        Ok(match &self.prefix {
+            Some(p) => p.parts().chain(rel.parts()).collect(),
+            None => rel,
+        })
+    }
+
+    fn info(&self, meta: ObjectMeta) -> ObjectInfo {
+        let full = meta.location.as_ref();
+        let key = match &self.prefix {
+            Some(p) => full
+                .strip_prefix(p.as_ref())
+                .map(|k| k.trim_start_matches('/'))
+                .unwrap_or(full),
+            None => full,
+        };
+        ObjectInfo {
+            key: key.to_string(),
+            size: meta.size,
+            last_modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0),
+            etag: meta.e_tag,
+        }
+    }
+
+    fn backend(&self, op: &'static str, key: &str, e: object_store::Error) -> StorageError {
+        match e {
+            object_store::Error::NotFound { .. } => StorageError::NotFound {
+                op,
+                key: key.to_string(),
+                store: self.shown.clone(),
+            },
+            source => StorageError::Backend {
+                op,
+                key: key.to_string(),
+                store: self.shown.clone(),
+                source,
+            },
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        fut: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        tokio::time::timeout(self.limits.timeout, fut)
+            .await
+            .map_err(|_| StorageError::Timeout {
+                op,
+                key: key.to_string(),
+                store: self.shown.clone(),
+                secs: self.limits.timeout.as_secs(),
+            })?
+    }
+
+    /// Writes an object atomically (readers see the old object or the whole new one).
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        self.bounded("put", key, async {
+            self.inner
+                .put(&path, PutPayload::from_bytes(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| self.backend("put", key, e))
+        })
+        .await
+    }
+
+    /// Uploads a local file, in concurrent parts when it is large. The object appears only when
+    /// the upload completes. Not bounded by the per-operation timeout (it scales with size);
+    /// each request still is.
+    pub async fn put_file(&self, key: &str, file: &FsPath) -> Result<u64, StorageError> {
+        let path = self.path(key)?;
+        let io = |source| StorageError::Io { op: "put", key: key.to_string(), source };
+        let mut f = tokio::fs::File::open(file).await.map_err(io)?;
+        let len = f.metadata().await.map_err(io)?.len();
+        if len <= PART_SIZE as u64 {
+            let mut buf = Vec::with_capacity(len as usize);
+            f.read_to_end(&mut buf).await.map_err(io)?;
+            self.put(key, Bytes::from(buf)).await?;
+            return Ok(len);
+        }
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.backend("put", key, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut buf = vec![0u8; PART_SIZE];
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    // Best effort: the failed upload must not leave parts billed forever.
+                    let _ = writer.abort().await;
+                    return Err(io(e));
+                }
+            };
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|e| self.backend("put", key, e))?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(|e| self.backend("put", key, e))?;
+        Ok(len)
+    }
+
+    /// Size and `LastModified` of an object.
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, StorageError> {
+        let path = self.path(key)?;
+        self.bounded("head", key, async {
+            let meta = self.inner.head(&path).await.map_err(|e| self.backend("head", key, e))?;
+            Ok(self.info(meta))
+        })
+        .await
+    }
+
+    /// Downloads a whole object of at most `cap` bytes (the store's default cap when `None`).
+    pub async fn get(&self, key: &str, cap: Option<u64>) -> Result<Bytes, StorageError> {
+        let cap = cap.unwrap_or(self.limits.max_object_bytes).min(self.limits.max_object_bytes);
+        let path = self.path(key)?;
+        let too_large = |size| StorageError::TooLarge {
+            key: key.to_string(),
+            store: self.shown.clone(),
+            size,
+            cap,
+        };
+        self.bounded("get", key, async {
+            let meta = self.inner.head(&path).await.map_err(|e| self.backend("get", key, e))?;
+            if meta.size > cap {
+                return Err(too_large(meta.size));
+            }
+            let res = self.inner.get(&path).await.map_err(|e| self.backend("get", key, e))?;
+            let mut stream = res.into_stream();
+            let mut buf = BytesMut::with_capacity(meta.size as usize);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.backend("get", key, e))?;
+                if (buf.len() + chunk.len()) as u64 > cap {
+                    return Err(too_large((buf.len() + chunk.len()) as u64));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(buf.freeze())
+        })
+        .await
+    }
+
+    /// Downloads `range` of an object; the range must lie inside it.
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError> {
+        let path = self.path(key)?;
+        let bad = || StorageError::BadRange {
+            op: "get_range",
+            key: key.to_string(),
+            store: self.shown.clone(),
+            start: range.start,
+            end: range.end,
+        };
+        if range.start >= range.end || range.end - range.start > self.limits.max_object_bytes {
+            return Err(bad());
+        }
+        self.bounded("get_range", key, async {
+            let bytes = self
+                .inner
+                .get_range(&path, range.clone())
+                .await
+                .map_err(|e| self.backend("get_range", key, e))?;
+            // A range past the end of a truncated object comes back short on some backends.
+            if bytes.len() as u64 != range.end - range.start {
+                return Err(bad());
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+
+    /// Every object under `prefix` (relative to the store), sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let path = if prefix.is_empty() {
+            self.prefix.clone()
+        } else {
+            Some(self.path(prefix)?)
+        };
+        self.bounded("list", prefix, async {
+            let metas: Vec<ObjectMeta> = self
+                .inner
+                .list(path.as_ref())
+                .try_collect()
+                .await
+                .map_err(|e| self.backend("list", prefix, e))?;
+            let mut out: Vec<ObjectInfo> = metas.into_iter().map(|m| self.info(m)).collect();
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes an object; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        self.bounded("delete", key, async {
+            match self.inner.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.backend("delete", key, e)),
+            }
+        })
+        .await
+    }
+}
+
+/// Keys are `/`-separated; empty, `.` and `..` segments are refused so a key can never escape
+/// its prefix.
+fn parse_key(key: &str) -> Result<Path, StorageError> {
+    let invalid = |reason: &str| StorageError::InvalidKey {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
+    if key.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(invalid("empty, `.` or `..` segment"));
+    }
+    Path::parse(key).map_err(|e| invalid(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape() {
+        for bad in ["", "/a", "a/", "a//b", "../x", "a/./b", "a/../b"] {
+            assert!(parse_key(bad).is_err(), "{bad}");
+        }
+        assert!(parse_key("v1/3/abcd/payloads/12/4.frp").is_ok());
+    }
+}
