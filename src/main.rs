@@ -1,1 +1,256 @@
-fn main() {}
+//! `ferrum`: the subnet owner's and developer's tool.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use ferrum_common::assignment::{SampleRequest, assign_samples};
+use ferrum_common::storage::Store;
+use ferrum::{prepare, quickstart, synth, tokenizer};
+use ferrum_common::{Dataset, Hotkey, Preset, SubnetConfig};
+
+#[derive(Parser)]
+#[command(name = "ferrum", version, about = "Ferrum subnet tool: config, data, storage")]
+struct Cli {
+    /// Subnet config file (JSON); the `small` preset's defaults when absent.
+    #[arg(long, global = true, env = "FERRUM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show, check and hash subnet configs.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Prepare, inspect and verify datasets.
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// Build a dataset from generated text, then show the config, the assignment of a few dev
+    /// miners and one of their samples read back through the storage layer.
+    Quickstart {
+        /// Working directory for the generated corpus, dataset and store.
+        #[arg(long, env = "FERRUM_DIR", default_value = "ferrum-data")]
+        dir: PathBuf,
+        /// Size of the generated corpus in MiB.
+        #[arg(long, env = "FERRUM_CORPUS_MB", default_value_t = 8)]
+        corpus_mb: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print a full config: the loaded --config, else a preset's defaults.
+    Show {
+        /// Preset to show (test, small, 150m, 1b).
+        #[arg(long, env = "FERRUM_PRESET")]
+        preset: Option<String>,
+    },
+    /// Validate a config file; every problem is listed with its field.
+    Check { file: PathBuf },
+    /// Print the config hash (the protocol version nodes must share).
+    Hash,
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Tokenize text and JSON-lines files into shards and a manifest.
+    Prepare(PrepareArgs),
+    /// Write a deterministic synthetic corpus (JSON lines).
+    Synth {
+        #[arg(long, env = "FERRUM_SYNTH_OUT")]
+        out: PathBuf,
+        /// Approximate size in bytes.
+        #[arg(long, env = "FERRUM_SYNTH_BYTES", default_value_t = 8 << 20)]
+        bytes: u64,
+        #[arg(long, env = "FERRUM_SYNTH_SEED", default_value_t = 0)]
+        seed: u64,
+    },
+    /// Download every shard and check every hash.
+    Verify(DatasetArg),
+    /// Print one sample's tokens (and text, with --tokenizer).
+    Sample {
+        #[command(flatten)]
+        dataset: DatasetArg,
+        #[arg(long, env = "FERRUM_SAMPLE_INDEX")]
+        index: u64,
+        /// Decode with this tokenizer (bytes, gpt2 or a tokenizer.json).
+        #[arg(long, env = "FERRUM_TOKENIZER")]
+        tokenizer: Option<String>,
+    },
+    /// Print the sample indices a miner is assigned in a window.
+    Assign {
+        #[command(flatten)]
+        dataset: DatasetArg,
+        #[arg(long, env = "FERRUM_NETUID")]
+        netuid: u16,
+        #[arg(long, env = "FERRUM_WINDOW")]
+        window: u64,
+        #[arg(long, env = "FERRUM_UID")]
+        uid: u16,
+        /// SS58 address or 0x-hex public key.
+        #[arg(long, env = "FERRUM_HOTKEY")]
+        hotkey: String,
+        /// Samples to draw (default: inner_steps × batch_size from the config).
+        #[arg(long, env = "FERRUM_COUNT")]
+        count: Option<u64>,
+    },
+}
+
+#[derive(Args)]
+struct DatasetArg {
+    /// Dataset location (default: storage.dataset_url from the config).
+    #[arg(long, env = "FERRUM_DATASET")]
+    dataset: Option<String>,
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// Text (.txt, .md, .rst: one document per file) and JSON-lines (.jsonl) files or directories.
+    #[arg(long = "input", env = "FERRUM_INPUT", value_delimiter = ',', required = true)]
+    inputs: Vec<PathBuf>,
+    /// bytes, gpt2, or a path to a Hugging Face tokenizer.json.
+    #[arg(long, env = "FERRUM_TOKENIZER", default_value = "bytes")]
+    tokenizer: String,
+    /// End-of-document token for a tokenizer.json without a usual one.
+    #[arg(long, env = "FERRUM_EOS")]
+    eos: Option<String>,
+    /// Output directory or URL (s3://bucket/prefix?endpoint=..., r2://account/bucket/prefix).
+    #[arg(long, env = "FERRUM_OUT")]
+    out: String,
+    /// Tokens per sample (default: data.sequence_length from the config).
+    #[arg(long, env = "FERRUM_SEQUENCE_LENGTH")]
+    sequence_length: Option<u32>,
+    /// Samples per shard.
+    #[arg(long, env = "FERRUM_SAMPLES_PER_SHARD", default_value_t = 65_536)]
+    samples_per_shard: u64,
+    /// JSON field holding the text in .jsonl files.
+    #[arg(long, env = "FERRUM_TEXT_FIELD", default_value = "text")]
+    text_field: String,
+    /// Tokenizer threads (default: all cores).
+    #[arg(long, env = "FERRUM_THREADS")]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long, env = "FERRUM_QUIET")]
+    quiet: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = || SubnetConfig::load_or_default(cli.config.as_deref()).map_err(anyhow::Error::from);
+    match cli.command {
+        Command::Config(ConfigCmd::Show { preset }) => {
+            let c = match (preset, &cli.config) {
+                (Some(name), _) => Preset::from_name(&name)
+                    .with_context(|| format!("unknown preset `{name}`: use one of {}", Preset::names()))?
+                    .config(),
+                (None, _) => config()?,
+            };
+            println!("{}", c.to_pretty_json());
+        }
+        Command::Config(ConfigCmd::Check { file }) => {
+            let c = SubnetConfig::load(&file)?;
+            println!("{}: valid (preset {}, config hash {})", file.display(), c.preset.name(), c.hash());
+        }
+        Command::Config(ConfigCmd::Hash) => println!("{}", config()?.hash()),
+        Command::Data(cmd) => data(cmd, &config()?).await?,
+        Command::Quickstart { dir, corpus_mb } => quickstart::run(&dir, corpus_mb, cli.config.as_deref()).await?,
+    }
+    Ok(())
+}
+
+async fn open_dataset(arg: &DatasetArg, config: &SubnetConfig) -> Result<Dataset> {
+    let url = arg.dataset.as_deref().unwrap_or(&config.storage.dataset_url);
+    let store = Store::open(url, &config.storage)?;
+    Ok(Dataset::open(store, None).await?)
+}
+
+async fn data(cmd: DataCmd, config: &SubnetConfig) -> Result<()> {
+    match cmd {
+        DataCmd::Prepare(a) => {
+            let out = Store::open(&a.out, &config.storage)?;
+            let job = prepare::PrepareJob {
+                inputs: a.inputs,
+                tokenizer: tokenizer::Tokenizer::load(&a.tokenizer, a.eos.as_deref())?,
+                sequence_length: a.sequence_length.unwrap_or(config.data.sequence_length),
+                samples_per_shard: a.samples_per_shard,
+                text_field: a.text_field,
+                threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                progress: !a.quiet,
+            };
+            let r = prepare::prepare(job, &out).await?;
+            println!("dataset id     {}", r.id);
+            println!("location       {}", out.location());
+            println!("tokenizer      {} (vocab {})", r.manifest.tokenizer.id, r.manifest.tokenizer.vocab_size);
+            println!("documents      {}", r.documents);
+            println!(
+                "samples        {} of {} tokens ({} tokens, {} shards)",
+                r.manifest.total_samples,
+                r.manifest.sequence_length,
+                r.manifest.total_tokens,
+                r.manifest.shards.len()
+            );
+            println!("dropped tail   {} tokens", r.dropped_tokens);
+        }
+        DataCmd::Synth { out, bytes, seed } => {
+            let docs = synth::write_corpus(&out, bytes, seed)?;
+            println!("{}: {docs} documents", out.display());
+        }
+        DataCmd::Verify(arg) => {
+            let ds = open_dataset(&arg, config).await?;
+            let bytes = ds.verify().await?;
+            println!("dataset {}: {} shards, {bytes} bytes, every hash matches", ds.id(), ds.manifest().shards.len());
+        }
+        DataCmd::Sample {
+            dataset,
+            index,
+            tokenizer,
+        } => {
+            let ds = open_dataset(&dataset, config).await?;
+            let tokens = ds.sample(index).await?;
+            println!("{tokens:?}");
+            if let Some(spec) = tokenizer {
+                println!("{}", tokenizer::Tokenizer::load(&spec, None)?.decode(&tokens));
+            }
+        }
+        DataCmd::Assign {
+            dataset,
+            netuid,
+            window,
+            uid,
+            hotkey,
+            count,
+        } => {
+            let ds = open_dataset(&dataset, config).await?;
+            let hotkey: Hotkey = hotkey.parse()?;
+            let count = count.unwrap_or_else(|| config.samples_per_window());
+            if count == 0 {
+                bail!("--count must be positive");
+            }
+            let req = SampleRequest {
+                dataset: ds.id(),
+                netuid,
+                window,
+                uid,
+                hotkey: &hotkey,
+            };
+            let samples = assign_samples(&req, count, ds.num_samples())?;
+            println!("{}", serde_json::to_string(&samples)?);
+        }
+    }
+    Ok(())
+}

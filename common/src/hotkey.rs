@@ -20,6 +20,14 @@ impl Hotkey {
         &self.0
     }
 
+    /// The public key of a development secret URI such as `//Alice` (never for real funds).
+    pub fn from_dev_uri(uri: &str) -> Result<Hotkey, HotkeyParseError> {
+        use sp_core::Pair;
+        sp_core::sr25519::Pair::from_string(uri, None)
+            .map(|p| Hotkey(p.public().0))
+            .map_err(|_| HotkeyParseError(uri.to_string()))
+    }
+
     /// SS58 form.
     pub fn to_ss58(&self) -> String {
         AccountId32::from(self.0).to_ss58check()
@@ -67,6 +75,11 @@ mod tests {
         let b: Hotkey = ALICE_HEX.parse().expect("hex");
         assert_eq!(a, b);
         assert_eq!(a.to_string(), ALICE);
+    }
+
+    #[test]
+    fn dev_uri_gives_the_well_known_key() {
+        assert_eq!(Hotkey::from_dev_uri("//Alice").expect("alice").to_string(), ALICE);
     }
 
     #[test]

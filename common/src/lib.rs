@@ -17,5 +17,5 @@ pub use assignment::{AssignmentError, SampleRequest, assign_samples, random_iden
 pub use config::{ConfigError, ConfigHash, Preset, SubnetConfig};
 pub use data::{Dataset, DatasetId, Manifest};
 pub use hotkey::Hotkey;
-pub use storage::{ObjectInfo, Store, StorageError, StorageLimits};
+pub use storage::{ObjectInfo, S3Credentials, Store, StorageError, StorageLimits};
 pub use window::{Freshness, PutWindow, WindowSchedule};

@@ -360,6 +360,11 @@ impl SubnetConfig {
         Self::from_json_str(&text, &shown)
     }
 
+    /// [`load`](Self::load) when a file is given, else the default preset's config.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self, ConfigError> {
+        path.map_or_else(|| Ok(Self::default()), Self::load)
+    }
+
     /// As [`load`](Self::load), from text; `origin` names the source in errors.
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let file: Value = serde_json::from_str(text).map_err(|e| ConfigError::Syntax {

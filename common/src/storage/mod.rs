@@ -56,6 +56,23 @@ impl From<&StorageConfig> for StorageLimits {
     }
 }
 
+/// An S3 key pair given explicitly (e.g. a peer's committed read key) instead of taken from the
+/// environment. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
 /// What HEAD and LIST report about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -129,8 +146,17 @@ impl Store {
         Self::open_location(&Location::parse(url)?, StorageLimits::from(config))
     }
 
-    /// Opens a parsed location.
+    /// Opens a parsed location; S3 credentials come from the environment.
     pub fn open_location(location: &Location, limits: StorageLimits) -> Result<Store, StorageError> {
+        Self::open_with(location, limits, None)
+    }
+
+    /// Opens a parsed location with explicit S3 credentials (ignored for local directories).
+    pub fn open_with(
+        location: &Location,
+        limits: StorageLimits,
+        credentials: Option<&S3Credentials>,
+    ) -> Result<Store, StorageError> {
         let shown = location.to_string();
         let open_err = |reason: String| StorageError::Open {
             store: shown.clone(),
@@ -170,6 +196,11 @@ impl Store {
                 }
                 if let Some(r) = region {
                     b = b.with_region(r);
+                }
+                if let Some(c) = credentials {
+                    b = b
+                        .with_access_key_id(&c.access_key_id)
+                        .with_secret_access_key(&c.secret_access_key);
                 }
                 let s3 = b.build().map_err(|e| open_err(e.to_string()))?;
                 (Arc::new(s3), prefix.clone())

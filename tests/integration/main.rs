@@ -1,0 +1,59 @@
+//! Integration tests of the whole system, against real components: the local filesystem and a
+//! real S3-compatible server (SeaweedFS) on 127.0.0.1.
+
+mod cli;
+mod dataset;
+mod seaweed;
+mod storage;
+
+use ferrum_common::storage::Store;
+
+/// The backends every storage-facing test runs against.
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// A fresh, empty store of the given kind, unique to `name`. The guard keeps a local
+/// directory alive for the test's duration.
+pub fn fresh_store(backend: Backend, name: &str) -> (Store, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Local => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let location = ferrum_common::storage::Location::Local {
+                root: dir.path().to_path_buf(),
+            };
+            let store = Store::open_location(&location, seaweed::limits()).expect("local store");
+            (store, Some(dir))
+        }
+        Backend::S3 => {
+            let unique = format!("{name}-{}", std::process::id());
+            (seaweed::SeaweedFs::get().store(&unique, seaweed::limits()), None)
+        }
+    }
+}
+
+/// Declares one async test per backend for a suite function `fn(Store) -> impl Future`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _guard) = $crate::fresh_store($crate::Backend::Local, stringify!($name));
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _guard) = $crate::fresh_store($crate::Backend::S3, stringify!($name));
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
