@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use ferrum::{prepare, quickstart, synth, tokenizer};
 use ferrum_common::assignment::{SampleRequest, assign_samples};
 use ferrum_common::storage::Store;
-use ferrum::{prepare, quickstart, synth, tokenizer};
 use ferrum_common::{Dataset, Hotkey, Preset, SubnetConfig};
 
 #[derive(Parser)]
@@ -139,9 +139,7 @@ struct PrepareArgs {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()).await {
@@ -215,11 +213,7 @@ async fn data(cmd: DataCmd, config: &SubnetConfig) -> Result<()> {
             let bytes = ds.verify().await?;
             println!("dataset {}: {} shards, {bytes} bytes, every hash matches", ds.id(), ds.manifest().shards.len());
         }
-        DataCmd::Sample {
-            dataset,
-            index,
-            tokenizer,
-        } => {
+        DataCmd::Sample { dataset, index, tokenizer } => {
             let ds = open_dataset(&dataset, config).await?;
             let tokens = ds.sample(index).await?;
             println!("{tokens:?}");
@@ -227,27 +221,14 @@ async fn data(cmd: DataCmd, config: &SubnetConfig) -> Result<()> {
                 println!("{}", tokenizer::Tokenizer::load(&spec, None)?.decode(&tokens));
             }
         }
-        DataCmd::Assign {
-            dataset,
-            netuid,
-            window,
-            uid,
-            hotkey,
-            count,
-        } => {
+        DataCmd::Assign { dataset, netuid, window, uid, hotkey, count } => {
             let ds = open_dataset(&dataset, config).await?;
             let hotkey: Hotkey = hotkey.parse()?;
             let count = count.unwrap_or_else(|| config.samples_per_window());
             if count == 0 {
                 bail!("--count must be positive");
             }
-            let req = SampleRequest {
-                dataset: ds.id(),
-                netuid,
-                window,
-                uid,
-                hotkey: &hotkey,
-            };
+            let req = SampleRequest { dataset: ds.id(), netuid, window, uid, hotkey: &hotkey };
             let samples = assign_samples(&req, count, ds.num_samples())?;
             println!("{}", serde_json::to_string(&samples)?);
         }

@@ -84,9 +84,7 @@ pub async fn prepare(job: PrepareJob, out: &Store) -> Result<PrepareReport> {
     let mut entries = Vec::new();
     while let Some(shard) = rx.recv().await {
         let key = keys::dataset_shard(entries.len());
-        out.put_file(&key, &shard.path)
-            .await
-            .with_context(|| format!("uploading {key}"))?;
+        out.put_file(&key, &shard.path).await.with_context(|| format!("uploading {key}"))?;
         std::fs::remove_file(&shard.path).ok();
         entries.push(ShardEntry {
             key,
@@ -113,15 +111,8 @@ pub async fn prepare(job: PrepareJob, out: &Store) -> Result<PrepareReport> {
     manifest.check().map_err(|e| anyhow::anyhow!("internal error: manifest inconsistent: {e}"))?;
     let bytes = manifest.to_bytes();
     let id = DatasetId::of_manifest(&bytes);
-    out.put(keys::DATASET_MANIFEST, bytes.into())
-        .await
-        .context("uploading the manifest")?;
-    Ok(PrepareReport {
-        id,
-        manifest,
-        documents: stats.documents,
-        dropped_tokens: stats.dropped_tokens,
-    })
+    out.put(keys::DATASET_MANIFEST, bytes.into()).await.context("uploading the manifest")?;
+    Ok(PrepareReport { id, manifest, documents: stats.documents, dropped_tokens: stats.dropped_tokens })
 }
 
 /// Files to read, in order: each argument as given; a directory's files in sorted path order.
@@ -149,10 +140,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             walk(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("txt" | "text" | "md" | "rst" | "jsonl")
-        ) {
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("txt" | "text" | "md" | "rst" | "jsonl")) {
             out.push(path);
         }
     }
@@ -164,7 +152,13 @@ fn is_jsonl(path: &Path) -> bool {
 }
 
 /// Blocking side: read, tokenize in batches, fill shards, hand each finished shard over.
-fn produce(job: &PrepareJob, files: &[PathBuf], staging: &Path, width: u8, tx: mpsc::Sender<Finished>) -> Result<Stats> {
+fn produce(
+    job: &PrepareJob,
+    files: &[PathBuf],
+    staging: &Path,
+    width: u8,
+    tx: mpsc::Sender<Finished>,
+) -> Result<Stats> {
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let bar = if job.progress {
         let b = ProgressBar::new(total);
@@ -201,15 +195,13 @@ fn produce(job: &PrepareJob, files: &[PathBuf], staging: &Path, width: u8, tx: m
     flush(&mut batch, &job.tokenizer, job.threads, eos, &mut sink)?;
     let dropped_tokens = sink.finish()?;
     bar.finish_and_clear();
-    Ok(Stats {
-        documents,
-        dropped_tokens,
-    })
+    Ok(Stats { documents, dropped_tokens })
 }
 
 /// Streams one file's documents as items.
 fn read_items(path: &Path, field: &str, emit: &mut dyn FnMut(Item, usize) -> Result<()>) -> Result<()> {
-    let reader = BufReader::with_capacity(1 << 20, File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    let reader =
+        BufReader::with_capacity(1 << 20, File::open(path).with_context(|| format!("opening {}", path.display()))?);
     if is_jsonl(path) {
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("{}:{}: not UTF-8 text", path.display(), n + 1))?;
@@ -217,8 +209,8 @@ fn read_items(path: &Path, field: &str, emit: &mut dyn FnMut(Item, usize) -> Res
             if line.trim().is_empty() {
                 continue;
             }
-            let value: serde_json::Value =
-                serde_json::from_str(&line).with_context(|| format!("{}:{}: not a JSON object", path.display(), n + 1))?;
+            let value: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a JSON object", path.display(), n + 1))?;
             let text = value
                 .get(field)
                 .and_then(|v| v.as_str())
@@ -328,9 +320,7 @@ impl Sink {
             let summary = w.finish()?;
             let path = self.staging.join(format!("{:05}.fts", self.index));
             self.index += 1;
-            self.tx
-                .blocking_send(Finished { path, summary })
-                .map_err(|_| anyhow::anyhow!("upload side stopped"))?;
+            self.tx.blocking_send(Finished { path, summary }).map_err(|_| anyhow::anyhow!("upload side stopped"))?;
         }
         Ok(())
     }

@@ -36,7 +36,10 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     write_corpus(&train_txt, corpus_mb << 20, 0)?;
     write_corpus(&heldout_txt, (corpus_mb << 20) / 16, 1)?;
 
-    println!("2. preparing shards ({} tokenizer, {} tokens per sample)", config.data.tokenizer, config.data.sequence_length);
+    println!(
+        "2. preparing shards ({} tokenizer, {} tokens per sample)",
+        config.data.tokenizer, config.data.sequence_length
+    );
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut ids = Vec::new();
     for (input, out) in [(&train_txt, "dataset"), (&heldout_txt, "heldout")] {
@@ -85,13 +88,7 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     for (i, uri) in DEV_MINERS.iter().enumerate() {
         let hotkey = Hotkey::from_dev_uri(uri)?;
         let uid = i as u16 + 1;
-        let req = SampleRequest {
-            dataset: dataset.id(),
-            netuid: NETUID,
-            window: WINDOW,
-            uid,
-            hotkey: &hotkey,
-        };
+        let req = SampleRequest { dataset: dataset.id(), netuid: NETUID, window: WINDOW, uid, hotkey: &hotkey };
         let samples = assign_samples(&req, count, dataset.num_samples())?;
         let first = dataset.sample(samples[0]).await?;
         println!("   uid {uid} {uri:9} {hotkey}: samples {:?}…", &samples[..samples.len().min(4)]);
@@ -101,13 +98,7 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     // On chain this is the hash of block `random_seed_block(WINDOW)`; here a stand-in.
     let seed_hash = blake3::hash(b"quickstart stand-in for a block hash");
     let (uid, hotkey) = random_identity(seed_hash.as_bytes());
-    let req = SampleRequest {
-        dataset: dataset.id(),
-        netuid: NETUID,
-        window: WINDOW,
-        uid,
-        hotkey: &hotkey,
-    };
+    let req = SampleRequest { dataset: dataset.id(), netuid: NETUID, window: WINDOW, uid, hotkey: &hotkey };
     let random = assign_samples(&req, u64::from(config.gauntlet.random_eval_samples), dataset.num_samples())?;
     println!(
         "5. random data of window {WINDOW} (seeded by block {}): samples {random:?}",
@@ -115,7 +106,11 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     );
     let verified = dataset.verify().await?;
     println!("6. verified every shard hash ({verified} bytes)");
-    println!("done. Try: ferrum --config {} data sample --index 0 --tokenizer {}", config_file.display(), config.data.tokenizer);
+    println!(
+        "done. Try: ferrum --config {} data sample --index 0 --tokenizer {}",
+        config_file.display(),
+        config.data.tokenizer
+    );
     Ok(())
 }
 

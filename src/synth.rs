@@ -11,12 +11,25 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 const NAMES: &[&str] = &["Ada", "Bruno", "Chen", "Dara", "Emil", "Farah", "Goran", "Hana", "Ivo", "Jun"];
-const ADJECTIVES: &[&str] = &[
-    "old", "quiet", "bright", "small", "heavy", "curious", "patient", "rusty", "golden", "narrow", "busy", "cold",
-];
+const ADJECTIVES: &[&str] =
+    &["old", "quiet", "bright", "small", "heavy", "curious", "patient", "rusty", "golden", "narrow", "busy", "cold"];
 const NOUNS: &[&str] = &[
-    "miner", "validator", "river", "lantern", "bridge", "garden", "engine", "letter", "market", "forge", "window",
-    "ledger", "harbor", "tower", "field", "kettle",
+    "miner",
+    "validator",
+    "river",
+    "lantern",
+    "bridge",
+    "garden",
+    "engine",
+    "letter",
+    "market",
+    "forge",
+    "window",
+    "ledger",
+    "harbor",
+    "tower",
+    "field",
+    "kettle",
 ];
 /// (third person singular, plural, past)
 const VERBS: &[(&str, &str, &str)] = &[
@@ -41,7 +54,8 @@ const PLACES: &[&str] = &[
     "on the hill",
     "inside the tower",
 ];
-const TIMES: &[&str] = &["In the morning", "At noon", "Every evening", "Later that day", "Before dawn", "After the rain"];
+const TIMES: &[&str] =
+    &["In the morning", "At noon", "Every evening", "Later that day", "Before dawn", "After the rain"];
 
 /// A stream of choices.
 struct Choices(blake3::OutputReader);
@@ -132,7 +146,8 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.len() >= 20_000);
-        let first: serde_json::Value = serde_json::from_slice(a.split(|&x| x == b'\n').next().expect("line")).expect("json");
+        let first: serde_json::Value =
+            serde_json::from_slice(a.split(|&x| x == b'\n').next().expect("line")).expect("json");
         assert!(first["text"].as_str().is_some_and(|t| t.ends_with('.')));
     }
 }

@@ -16,10 +16,7 @@ const GPT2_VOCAB: u32 = 50_257;
 pub enum Tokenizer {
     Bytes,
     Gpt2(Box<tiktoken_rs::CoreBPE>),
-    Hf {
-        inner: Box<tokenizers::Tokenizer>,
-        info: TokenizerInfo,
-    },
+    Hf { inner: Box<tokenizers::Tokenizer>, info: TokenizerInfo },
 }
 
 impl Tokenizer {
@@ -28,9 +25,9 @@ impl Tokenizer {
     pub fn load(spec: &str, eos: Option<&str>) -> Result<Tokenizer> {
         match spec {
             "bytes" => Ok(Tokenizer::Bytes),
-            "gpt2" => Ok(Tokenizer::Gpt2(Box::new(
-                tiktoken_rs::r50k_base().map_err(|e| anyhow!("loading GPT-2 BPE: {e}"))?,
-            ))),
+            "gpt2" => {
+                Ok(Tokenizer::Gpt2(Box::new(tiktoken_rs::r50k_base().map_err(|e| anyhow!("loading GPT-2 BPE: {e}"))?)))
+            }
             path if path.ends_with(".json") => Self::load_hf(Path::new(path), eos),
             other => bail!("unknown tokenizer `{other}`: use bytes, gpt2 or a path to a tokenizer.json"),
         }
@@ -44,21 +41,13 @@ impl Tokenizer {
             Some(e) => vec![e],
             None => vec!["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]"],
         };
-        let eos_token = candidates
-            .iter()
-            .find_map(|t| inner.token_to_id(t))
-            .ok_or_else(|| anyhow!("{}: no end-of-document token among {candidates:?}; pass --eos TOKEN", path.display()))?;
+        let eos_token = candidates.iter().find_map(|t| inner.token_to_id(t)).ok_or_else(|| {
+            anyhow!("{}: no end-of-document token among {candidates:?}; pass --eos TOKEN", path.display())
+        })?;
         let hash = hex::encode(blake3::hash(&bytes).as_bytes());
-        let info = TokenizerInfo {
-            id: format!("hf:{hash}"),
-            vocab_size: inner.get_vocab_size(true) as u32,
-            eos_token,
-            hash,
-        };
-        Ok(Tokenizer::Hf {
-            inner: Box::new(inner),
-            info,
-        })
+        let info =
+            TokenizerInfo { id: format!("hf:{hash}"), vocab_size: inner.get_vocab_size(true) as u32, eos_token, hash };
+        Ok(Tokenizer::Hf { inner: Box::new(inner), info })
     }
 
     /// Identity recorded in the manifest.
@@ -95,11 +84,9 @@ impl Tokenizer {
         Ok(match self {
             Tokenizer::Bytes => text.bytes().map(u32::from).collect(),
             Tokenizer::Gpt2(bpe) => bpe.encode_ordinary(text),
-            Tokenizer::Hf { inner, .. } => inner
-                .encode_fast(text, false)
-                .map_err(|e| anyhow!("tokenizing: {e}"))?
-                .get_ids()
-                .to_vec(),
+            Tokenizer::Hf { inner, .. } => {
+                inner.encode_fast(text, false).map_err(|e| anyhow!("tokenizing: {e}"))?.get_ids().to_vec()
+            }
         })
     }
 

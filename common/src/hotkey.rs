@@ -43,9 +43,7 @@ impl FromStr for Hotkey {
             hex::decode_to_slice(h, &mut out).map_err(|_| HotkeyParseError(s.to_string()))?;
             return Ok(Hotkey(out));
         }
-        AccountId32::from_ss58check(s)
-            .map(|a| Hotkey(a.into()))
-            .map_err(|_| HotkeyParseError(s.to_string()))
+        AccountId32::from_ss58check(s).map(|a| Hotkey(a.into())).map_err(|_| HotkeyParseError(s.to_string()))
     }
 }
 

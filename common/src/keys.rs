@@ -71,10 +71,7 @@ mod tests {
             "ferrum/v1/3/abababababababab/payloads/000000051802/00007-5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY.frp"
         );
         assert!(ns.payload(51_802, 7, &alice).starts_with(&ns.payloads_of(51_802)));
-        assert_eq!(
-            ns.checkpoint_manifest(10),
-            "ferrum/v1/3/abababababababab/checkpoints/000000000010/manifest.json"
-        );
+        assert_eq!(ns.checkpoint_manifest(10), "ferrum/v1/3/abababababababab/checkpoints/000000000010/manifest.json");
         assert_eq!(
             ns.gather_record(10, &alice),
             "ferrum/v1/3/abababababababab/gathers/000000000010/5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY.json"

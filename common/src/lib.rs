@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod hotkey;
 pub mod keys;
+pub mod node;
 pub mod params;
 pub mod storage;
 pub mod window;
@@ -17,5 +18,5 @@ pub use assignment::{AssignmentError, SampleRequest, assign_samples, random_iden
 pub use config::{ConfigError, ConfigHash, Preset, SubnetConfig};
 pub use data::{Dataset, DatasetId, Manifest};
 pub use hotkey::Hotkey;
-pub use storage::{ObjectInfo, S3Credentials, Store, StorageError, StorageLimits};
+pub use storage::{ObjectInfo, S3Credentials, StorageError, StorageLimits, Store};
 pub use window::{Freshness, PutWindow, WindowSchedule};

@@ -14,10 +14,7 @@ pub struct ParamSpec {
 
 impl ParamSpec {
     fn new(path: String, shape: &[usize]) -> Self {
-        ParamSpec {
-            path,
-            shape: shape.to_vec(),
-        }
+        ParamSpec { path, shape: shape.to_vec() }
     }
 
     /// Number of elements.
@@ -62,7 +59,7 @@ pub fn count(model: &ModelConfig) -> u64 {
 
 /// Block side for one dimension: its largest divisor not above `chunk`.
 pub fn block_side(dim: usize, chunk: usize) -> usize {
-    (1..=chunk.min(dim).max(1)).rev().find(|d| dim % d == 0).unwrap_or(1)
+    (1..=chunk.min(dim).max(1)).rev().find(|d| dim.is_multiple_of(*d)).unwrap_or(1)
 }
 
 /// Elements per compression block of a tensor of this shape.

@@ -57,11 +57,7 @@ impl WindowSchedule {
 /// `ceil(put_window_secs / block_time_secs) + 1`.
 pub fn seed_offset_blocks(cfg: &WindowConfig) -> u64 {
     let blocks = (cfg.put_window_secs as f64 / cfg.block_time_secs).ceil();
-    if blocks.is_finite() && blocks >= 0.0 {
-        (blocks as u64).saturating_add(1)
-    } else {
-        u64::MAX
-    }
+    if blocks.is_finite() && blocks >= 0.0 { (blocks as u64).saturating_add(1) } else { u64::MAX }
 }
 
 /// The interval in which uploads for a window are accepted, in chain milliseconds.
@@ -75,10 +71,14 @@ pub struct PutWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     /// Before the window opened: made before the training window ended, or a replay.
-    TooEarly { by_ms: u64 },
+    TooEarly {
+        by_ms: u64,
+    },
     OnTime,
     /// After the window closed: possibly copied from an on-time upload.
-    TooLate { by_ms: u64 },
+    TooLate {
+        by_ms: u64,
+    },
 }
 
 impl PutWindow {
@@ -89,13 +89,9 @@ impl PutWindow {
     pub fn classify(&self, last_modified_ms: u64) -> Freshness {
         let opens_floor = self.opens_ms - self.opens_ms % 1000;
         if last_modified_ms < opens_floor {
-            Freshness::TooEarly {
-                by_ms: self.opens_ms - last_modified_ms,
-            }
+            Freshness::TooEarly { by_ms: self.opens_ms - last_modified_ms }
         } else if last_modified_ms > self.closes_ms {
-            Freshness::TooLate {
-                by_ms: last_modified_ms - self.closes_ms,
-            }
+            Freshness::TooLate { by_ms: last_modified_ms - self.closes_ms }
         } else {
             Freshness::OnTime
         }
@@ -112,11 +108,7 @@ mod tests {
     use super::*;
 
     fn cfg(blocks_per_window: u64, put_window_secs: u64, block_time_secs: f64) -> WindowConfig {
-        WindowConfig {
-            blocks_per_window,
-            put_window_secs,
-            block_time_secs,
-        }
+        WindowConfig { blocks_per_window, put_window_secs, block_time_secs }
     }
 
     #[test]

@@ -3,18 +3,11 @@
 use std::process::{Command, Output};
 
 fn ferrum(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrum"))
-        .args(args)
-        .env_remove("FERRUM_CONFIG")
-        .output()
-        .expect("run ferrum")
+    Command::new(env!("CARGO_BIN_EXE_ferrum")).args(args).env_remove("FERRUM_CONFIG").output().expect("run ferrum")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 #[test]

@@ -65,13 +65,7 @@ async fn same_dataset_id_every_run_and_same_samples_through_s3_and_disk() {
     let disk = Dataset::open(local_store(&a), Some(&ra.id)).await.expect("open disk");
     let remote = Dataset::open(s3, Some(&ra.id)).await.expect("open s3");
     let miner = Hotkey::from_dev_uri("//Bob").expect("bob");
-    let req = SampleRequest {
-        dataset: disk.id(),
-        netuid: 3,
-        window: 1234,
-        uid: 1,
-        hotkey: &miner,
-    };
+    let req = SampleRequest { dataset: disk.id(), netuid: 3, window: 1234, uid: 1, hotkey: &miner };
     let picks = assign_samples(&req, 24, disk.num_samples()).expect("assign");
     let from_disk = disk.samples(&picks).await.expect("disk samples");
     let from_s3 = remote.samples(&picks).await.expect("s3 samples");
@@ -84,9 +78,7 @@ async fn same_dataset_id_every_run_and_same_samples_through_s3_and_disk() {
 async fn small_dataset(dir: &Path) -> DatasetId {
     let text = dir.join("t.jsonl");
     write_corpus(&text, 200_000, 5).expect("corpus");
-    let r = prepare(job(vec![text], "bytes", 128, 1000), &local_store(&dir.join("ds")))
-        .await
-        .expect("prepare");
+    let r = prepare(job(vec![text], "bytes", 128, 1000), &local_store(&dir.join("ds"))).await.expect("prepare");
     assert!(r.manifest.shards.len() >= 2);
     r.id
 }
@@ -203,14 +195,11 @@ async fn prepare_rejects_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"text\": \"ok\"}\nnot json\n").expect("write");
-    let err = prepare(job(vec![bad], "bytes", 8, 10), &local_store(&dir.path().join("o")))
-        .await
-        .expect_err("bad line");
+    let err = prepare(job(vec![bad], "bytes", 8, 10), &local_store(&dir.path().join("o"))).await.expect_err("bad line");
     assert!(format!("{err:#}").contains("bad.jsonl:2"), "{err:#}");
     let tiny = dir.path().join("tiny.txt");
     std::fs::write(&tiny, "hi").expect("write");
-    let err = prepare(job(vec![tiny], "bytes", 64, 10), &local_store(&dir.path().join("p")))
-        .await
-        .expect_err("too small");
+    let err =
+        prepare(job(vec![tiny], "bytes", 64, 10), &local_store(&dir.path().join("p"))).await.expect_err("too small");
     assert!(format!("{err:#}").contains("fewer than 64 tokens"), "{err:#}");
 }

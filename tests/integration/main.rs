@@ -20,9 +20,7 @@ pub fn fresh_store(backend: Backend, name: &str) -> (Store, Option<tempfile::Tem
     match backend {
         Backend::Local => {
             let dir = tempfile::tempdir().expect("tempdir");
-            let location = ferrum_common::storage::Location::Local {
-                root: dir.path().to_path_buf(),
-            };
+            let location = ferrum_common::storage::Location::Local { root: dir.path().to_path_buf() };
             let store = Store::open_location(&location, seaweed::limits()).expect("local store");
             (store, Some(dir))
         }

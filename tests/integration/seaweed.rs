@@ -12,13 +12,15 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferrum_common::S3Credentials;
-use ferrum_common::storage::{Location, Store, StorageLimits};
+use ferrum_common::storage::{Location, StorageLimits, Store};
 
 pub const BUCKET: &str = "ferrum-test";
 
 pub struct SeaweedFs {
     pub endpoint: String,
     pub credentials: S3Credentials,
+    /// The guard shell; it outlives the tests and stops the server when this process exits.
+    _guard: std::process::Child,
 }
 
 static SERVER: OnceLock<SeaweedFs> = OnceLock::new();
@@ -52,13 +54,9 @@ fn weed_binary() -> PathBuf {
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
 }
 
 impl SeaweedFs {
@@ -113,7 +111,7 @@ impl SeaweedFs {
             format!("-s3.config={}", s3_config.display()),
             format!("-bucket={BUCKET}"),
         ];
-        Command::new("sh")
+        let guard = Command::new("sh")
             .arg("-c")
             .arg(GUARD)
             .arg("weed-guard")
@@ -125,15 +123,10 @@ impl SeaweedFs {
             .stderr(Stdio::null())
             .spawn()
             .expect("start SeaweedFS");
-        let server = SeaweedFs {
-            endpoint: format!("http://127.0.0.1:{}", p[6]),
-            credentials,
-        };
+        let server = SeaweedFs { endpoint: format!("http://127.0.0.1:{}", p[6]), credentials, _guard: guard };
         // Called from inside async tests: the readiness loop runs its own runtime on its own thread.
         std::thread::scope(|s| {
-            s.spawn(|| server.wait_ready(&dir))
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+            s.spawn(|| server.wait_ready(&dir)).join().unwrap_or_else(|e| std::panic::resume_unwind(e))
         });
         server
     }
@@ -141,17 +134,11 @@ impl SeaweedFs {
     /// Polls with a signed request until the bucket answers.
     fn wait_ready(&self, dir: &std::path::Path) {
         let deadline = Instant::now() + Duration::from_secs(90);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let mut last = String::new();
         while Instant::now() < deadline {
-            let store = self.store("readiness", StorageLimits {
-                timeout: Duration::from_secs(5),
-                max_retries: 0,
-                ..limits()
-            });
+            let store =
+                self.store("readiness", StorageLimits { timeout: Duration::from_secs(5), max_retries: 0, ..limits() });
             match rt.block_on(store.put("probe", bytes::Bytes::from_static(b"ok"))) {
                 Ok(()) => return,
                 Err(e) => last = e.to_string(),

@@ -3,8 +3,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ferrum_common::storage::{Location, Store, StorageError, StorageLimits};
 use ferrum_common::S3Credentials;
+use ferrum_common::storage::{Location, StorageError, StorageLimits, Store};
 
 use crate::seaweed::{SeaweedFs, limits};
 
@@ -101,10 +101,7 @@ crate::on_both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_refuses_wrong_credentials() {
     let server = SeaweedFs::get();
-    let wrong = S3Credentials {
-        access_key_id: "ferrumtestaccess".into(),
-        secret_access_key: "not-the-secret".into(),
-    };
+    let wrong = S3Credentials { access_key_id: "ferrumtestaccess".into(), secret_access_key: "not-the-secret".into() };
     let store = server.store_with("wrong-creds", StorageLimits { max_retries: 0, ..limits() }, &wrong);
     let err = store.put("x", Bytes::from_static(b"x")).await.expect_err("must be refused");
     assert!(matches!(err, StorageError::Backend { .. }), "{err}");
@@ -137,14 +134,8 @@ async fn unresponsive_endpoint_times_out() {
         retry_backoff: Duration::from_millis(10),
         max_object_bytes: 1 << 20,
     };
-    let creds = S3Credentials {
-        access_key_id: "k".into(),
-        secret_access_key: "s".into(),
-    };
+    let creds = S3Credentials { access_key_id: "k".into(), secret_access_key: "s".into() };
     let store = Store::open_with(&location, limits, Some(&creds)).expect("open");
     let err = store.head("x").await.expect_err("no answer");
-    assert!(
-        matches!(err, StorageError::Timeout { .. } | StorageError::Backend { .. }),
-        "unexpected {err}"
-    );
+    assert!(matches!(err, StorageError::Timeout { .. } | StorageError::Backend { .. }), "unexpected {err}");
 }

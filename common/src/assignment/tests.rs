@@ -19,13 +19,7 @@ fn alice() -> Hotkey {
 
 fn assign(netuid: u16, window: u64, uid: u16, hotkey: &Hotkey, count: u64, population: u64) -> Vec<u64> {
     let ds = dataset();
-    let req = SampleRequest {
-        dataset: &ds,
-        netuid,
-        window,
-        uid,
-        hotkey,
-    };
+    let req = SampleRequest { dataset: &ds, netuid, window, uid, hotkey };
     assign_samples(&req, count, population).expect("assignment")
 }
 
@@ -33,36 +27,21 @@ fn assign(netuid: u16, window: u64, uid: u16, hotkey: &Hotkey, count: u64, popul
 #[test]
 fn protocol_test_vectors() {
     let a = alice();
-    assert_eq!(
-        assign(3, 51_802, 7, &a, 8, 1_000_000),
-        [767918, 343921, 365884, 614363, 249554, 611409, 53861, 744312]
-    );
+    assert_eq!(assign(3, 51_802, 7, &a, 8, 1_000_000), [767918, 343921, 365884, 614363, 249554, 611409, 53861, 744312]);
     assert_eq!(
         assign(3, 51_802, 8, &a, 8, 1_000_000),
         [464766, 446956, 827751, 108231, 872030, 524353, 348190, 740405]
     );
-    assert_eq!(
-        assign(3, 51_803, 7, &a, 8, 1_000_000),
-        [128976, 649596, 40539, 539744, 791218, 170903, 607612, 216548]
-    );
-    assert_eq!(
-        assign(4, 51_802, 7, &a, 8, 1_000_000),
-        [289557, 593802, 910859, 636025, 12881, 90314, 903928, 613659]
-    );
-    assert_eq!(
-        assign(3, 51_802, 7, &a, 16, 20),
-        [1, 7, 16, 14, 8, 5, 6, 15, 19, 2, 11, 0, 3, 13, 17, 12]
-    );
+    assert_eq!(assign(3, 51_803, 7, &a, 8, 1_000_000), [128976, 649596, 40539, 539744, 791218, 170903, 607612, 216548]);
+    assert_eq!(assign(4, 51_802, 7, &a, 8, 1_000_000), [289557, 593802, 910859, 636025, 12881, 90314, 903928, 613659]);
+    assert_eq!(assign(3, 51_802, 7, &a, 16, 20), [1, 7, 16, 14, 8, 5, 6, 15, 19, 2, 11, 0, 3, 13, 17, 12]);
 }
 
 #[test]
 fn random_data_vector() {
     let (uid, hotkey) = random_identity(&[0x11; 32]);
     assert_eq!(uid, RANDOM_UID);
-    assert_eq!(
-        hex::encode(hotkey.as_bytes()),
-        "481a492319652d50d04ed7f3bed60d5910d69639c5846649482b39b0e036530f"
-    );
+    assert_eq!(hex::encode(hotkey.as_bytes()), "481a492319652d50d04ed7f3bed60d5910d69639c5846649482b39b0e036530f");
     assert_eq!(
         assign(3, 51_802, uid, &hotkey, 8, 1_000_000),
         [806838, 800223, 720200, 333730, 467100, 759009, 610555, 557053]
@@ -95,13 +74,7 @@ fn every_input_changes_the_assignment() {
     assert_ne!(base, assign(3, 100, 6, &a, 32, 1 << 40));
     assert_ne!(base, assign(3, 100, 5, &Hotkey([9; 32]), 32, 1 << 40));
     let other = DatasetId([0xee; 32]);
-    let req = SampleRequest {
-        dataset: &other,
-        netuid: 3,
-        window: 100,
-        uid: 5,
-        hotkey: &a,
-    };
+    let req = SampleRequest { dataset: &other, netuid: 3, window: 100, uid: 5, hotkey: &a };
     assert_ne!(base, assign_samples(&req, 32, 1 << 40).expect("assign"));
 }
 
@@ -109,13 +82,7 @@ fn every_input_changes_the_assignment() {
 fn too_many_samples_is_an_error() {
     let ds = dataset();
     let a = alice();
-    let req = SampleRequest {
-        dataset: &ds,
-        netuid: 1,
-        window: 1,
-        uid: 1,
-        hotkey: &a,
-    };
+    let req = SampleRequest { dataset: &ds, netuid: 1, window: 1, uid: 1, hotkey: &a };
     assert_eq!(
         assign_samples(&req, 11, 10),
         Err(AssignmentError::CountExceedsPopulation { count: 11, population: 10 })

@@ -277,36 +277,17 @@ pub struct StorageConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path}: not valid JSON at line {line}, column {column}: {message}")]
-    Syntax {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { path: String, line: usize, column: usize, message: String },
     #[error("{path}: {field}: {message}")]
-    Field {
-        path: String,
-        field: String,
-        message: String,
-    },
+    Field { path: String, field: String, message: String },
     #[error("{path}: {} invalid value(s):\n{}", .errors.len(), list(.errors))]
-    Invalid {
-        path: String,
-        errors: Vec<FieldError>,
-    },
+    Invalid { path: String, errors: Vec<FieldError> },
 }
 
 fn list(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("  - {e}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
 }
 
 impl ConfigError {
@@ -353,10 +334,7 @@ impl SubnetConfig {
     /// Reads, merges over its preset, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: shown.clone(), source })?;
         Self::from_json_str(&text, &shown)
     }
 
@@ -387,10 +365,7 @@ impl SubnetConfig {
             let field = e.path().to_string();
             field_error(origin, &field, &e.into_inner().to_string())
         })?;
-        config.validate().map_err(|errors| ConfigError::Invalid {
-            path: origin.to_string(),
-            errors,
-        })?;
+        config.validate().map_err(|errors| ConfigError::Invalid { path: origin.to_string(), errors })?;
         Ok(config)
     }
 
@@ -432,11 +407,7 @@ impl SubnetConfig {
 fn field_error(path: &str, field: &str, message: &str) -> ConfigError {
     ConfigError::Field {
         path: path.to_string(),
-        field: if field.is_empty() || field == "." {
-            "(root)".to_string()
-        } else {
-            field.to_string()
-        },
+        field: if field.is_empty() || field == "." { "(root)".to_string() } else { field.to_string() },
         message: message.to_string(),
     }
 }

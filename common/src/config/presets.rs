@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CompressionConfig, CopyConfig, DataConfig, GauntletConfig, ModelConfig, OpenSkillConfig,
-    PenaltyConfig, PowerWeights, StorageConfig, SubnetConfig, SyncConfig, TierWeights,
-    TrainingConfig, WeightScheme, WeightsConfig, WindowConfig,
+    CompressionConfig, CopyConfig, DataConfig, GauntletConfig, ModelConfig, OpenSkillConfig, PenaltyConfig,
+    PowerWeights, StorageConfig, SubnetConfig, SyncConfig, TierWeights, TrainingConfig, WeightScheme, WeightsConfig,
+    WindowConfig,
 };
 
 /// A named starting point for a config.
@@ -63,11 +63,7 @@ impl Preset {
         SubnetConfig {
             preset: self,
             model,
-            data: DataConfig {
-                tokenizer: tokenizer.to_string(),
-                sequence_length,
-                dataset_id: None,
-            },
+            data: DataConfig { tokenizer: tokenizer.to_string(), sequence_length, dataset_id: None },
             training: self.training(),
             compression: CompressionConfig {
                 chunk: 64,
@@ -107,18 +103,16 @@ impl Preset {
     }
 
     fn model(self) -> (ModelConfig, &'static str, u32) {
-        let shape = |vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads| {
-            ModelConfig {
-                vocab_size,
-                hidden_size,
-                intermediate_size,
-                num_layers,
-                num_heads,
-                num_kv_heads,
-                rope_theta: 10_000.0,
-                norm_eps: 1e-5,
-                tie_embeddings: true,
-            }
+        let shape = |vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads| ModelConfig {
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_layers,
+            num_heads,
+            num_kv_heads,
+            rope_theta: 10_000.0,
+            norm_eps: 1e-5,
+            tie_embeddings: true,
         };
         match self {
             Preset::Test => (shape(BYTES_VOCAB_PADDED, 64, 192, 2, 4, 2), "bytes", 64),
@@ -130,13 +124,12 @@ impl Preset {
 
     fn training(self) -> TrainingConfig {
         // (inner_steps, batch, micro_batch, lr, warmup, cosine)
-        let (inner_steps, batch_size, micro_batch_size, learning_rate, warmup_steps, cosine_steps) =
-            match self {
-                Preset::Test => (2, 4, 2, 3e-3, 4, 1_000),
-                Preset::Small => (20, 16, 8, 1e-3, 200, 40_000),
-                Preset::Base150m => (30, 64, 8, 6e-4, 1_500, 140_000),
-                Preset::Large1b => (30, 192, 8, 4e-4, 1_500, 140_000),
-            };
+        let (inner_steps, batch_size, micro_batch_size, learning_rate, warmup_steps, cosine_steps) = match self {
+            Preset::Test => (2, 4, 2, 3e-3, 4, 1_000),
+            Preset::Small => (20, 16, 8, 1e-3, 200, 40_000),
+            Preset::Base150m => (30, 64, 8, 6e-4, 1_500, 140_000),
+            Preset::Large1b => (30, 192, 8, 4e-4, 1_500, 140_000),
+        };
         TrainingConfig {
             inner_steps,
             batch_size,
@@ -161,11 +154,7 @@ impl Preset {
             Preset::Base150m => (25, 45),
             Preset::Large1b => (50, 70),
         };
-        WindowConfig {
-            blocks_per_window,
-            put_window_secs,
-            block_time_secs: 12.0,
-        }
+        WindowConfig { blocks_per_window, put_window_secs, block_time_secs: 12.0 }
     }
 }
 
@@ -177,17 +166,8 @@ fn gauntlet() -> GauntletConfig {
         uids_per_window: 15,
         binary_ema_alpha: 0.05,
         param_change_alpha: 0.2,
-        openskill: OpenSkillConfig {
-            beta: 7.0,
-            tau: 0.1,
-            mu: 25.0,
-            sigma: 25.0 / 3.0,
-        },
-        sync: SyncConfig {
-            max_steps_behind: 5.0,
-            exponent: 2.5,
-            slash_steps_behind: 3.0,
-        },
+        openskill: OpenSkillConfig { beta: 7.0, tau: 0.1, mu: 25.0, sigma: 25.0 / 3.0 },
+        sync: SyncConfig { max_steps_behind: 5.0, exponent: 2.5, slash_steps_behind: 3.0 },
         penalties: PenaltyConfig {
             missing_upload: 0.75,
             poor_sync: 0.75,

@@ -28,8 +28,8 @@ fn empty_file_is_the_default_preset() {
 
 #[test]
 fn file_values_merge_over_preset() {
-    let c = parse(r#"{"preset": "test", "training": {"inner_steps": 7}, "weights": {"scheme": "power"}}"#)
-        .expect("merge");
+    let c =
+        parse(r#"{"preset": "test", "training": {"inner_steps": 7}, "weights": {"scheme": "power"}}"#).expect("merge");
     assert_eq!(c.training.inner_steps, 7);
     assert_eq!(c.training.batch_size, Preset::Test.config().training.batch_size);
     assert_eq!(c.weights.scheme, WeightScheme::Power);

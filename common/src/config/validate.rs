@@ -26,10 +26,7 @@ struct Rules(Vec<FieldError>);
 impl Rules {
     fn check(&mut self, ok: bool, field: &str, rule: impl FnOnce() -> String) {
         if !ok {
-            self.0.push(FieldError {
-                field: field.to_string(),
-                rule: rule(),
-            });
+            self.0.push(FieldError { field: field.to_string(), rule: rule() });
         }
     }
 
@@ -38,15 +35,11 @@ impl Rules {
     }
 
     fn finite_positive(&mut self, field: &str, v: f64) {
-        self.check(v.is_finite() && v > 0.0, field, || {
-            format!("must be a finite number greater than 0, got {v}")
-        });
+        self.check(v.is_finite() && v > 0.0, field, || format!("must be a finite number greater than 0, got {v}"));
     }
 
     fn non_negative(&mut self, field: &str, v: f64) {
-        self.check(v.is_finite() && v >= 0.0, field, || {
-            format!("must be a finite number at least 0, got {v}")
-        });
+        self.check(v.is_finite() && v >= 0.0, field, || format!("must be a finite number at least 0, got {v}"));
     }
 
     /// lo ≤ v ≤ hi (with open ends where asked).
@@ -87,17 +80,17 @@ fn model(c: &SubnetConfig, r: &mut Rules) {
     r.positive("model.num_heads", m.num_heads);
     r.positive("model.num_kv_heads", m.num_kv_heads);
     if m.num_heads > 0 {
-        r.check(m.hidden_size % m.num_heads == 0, "model.num_heads", || {
+        r.check(m.hidden_size.is_multiple_of(m.num_heads), "model.num_heads", || {
             format!("must divide model.hidden_size ({}), got {}", m.hidden_size, m.num_heads)
         });
         let head_dim = m.hidden_size / m.num_heads;
-        r.check(m.hidden_size % m.num_heads != 0 || head_dim % 2 == 0, "model.num_heads", || {
+        r.check(!m.hidden_size.is_multiple_of(m.num_heads) || head_dim.is_multiple_of(2), "model.num_heads", || {
             format!("must leave an even head dimension for rotary embedding, got head_dim {head_dim}")
         });
     }
     if m.num_kv_heads > 0 {
         r.check(
-            m.num_kv_heads <= m.num_heads && m.num_heads % m.num_kv_heads == 0,
+            m.num_kv_heads <= m.num_heads && m.num_heads.is_multiple_of(m.num_kv_heads),
             "model.num_kv_heads",
             || format!("must divide model.num_heads ({}), got {}", m.num_heads, m.num_kv_heads),
         );
@@ -108,8 +101,8 @@ fn model(c: &SubnetConfig, r: &mut Rules) {
 
 fn data(c: &SubnetConfig, r: &mut Rules) {
     let d = &c.data;
-    let known = matches!(d.tokenizer.as_str(), "bytes" | "gpt2")
-        || d.tokenizer.strip_prefix("hf:").is_some_and(is_hex32);
+    let known =
+        matches!(d.tokenizer.as_str(), "bytes" | "gpt2") || d.tokenizer.strip_prefix("hf:").is_some_and(is_hex32);
     r.check(known, "data.tokenizer", || {
         format!("must be `bytes`, `gpt2` or `hf:<64 hex digits>`, got `{}`", d.tokenizer)
     });
@@ -143,7 +136,7 @@ fn training(c: &SubnetConfig, r: &mut Rules) {
     r.positive("training.batch_size", t.batch_size);
     r.positive("training.micro_batch_size", t.micro_batch_size);
     if t.micro_batch_size > 0 {
-        r.check(t.batch_size % t.micro_batch_size == 0, "training.micro_batch_size", || {
+        r.check(t.batch_size.is_multiple_of(t.micro_batch_size), "training.micro_batch_size", || {
             format!("must divide training.batch_size ({}), got {}", t.batch_size, t.micro_batch_size)
         });
     }
@@ -162,9 +155,7 @@ fn training(c: &SubnetConfig, r: &mut Rules) {
 
 fn compression(c: &SubnetConfig, r: &mut Rules) {
     let k = &c.compression;
-    r.check((1..=4096).contains(&k.chunk), "compression.chunk", || {
-        format!("must be in [1, 4096], got {}", k.chunk)
-    });
+    r.check((1..=4096).contains(&k.chunk), "compression.chunk", || format!("must be in [1, 4096], got {}", k.chunk));
     let block = u64::from(k.chunk) * u64::from(k.chunk);
     r.check(k.topk >= 1 && u64::from(k.topk) <= block, "compression.topk", || {
         format!("must be in [1, chunk² = {block}] (a block holds chunk² values), got {}", k.topk)
@@ -231,9 +222,7 @@ fn gauntlet(c: &SubnetConfig, r: &mut Rules) {
     r.range("gauntlet.param_change_alpha", g.param_change_alpha, 0.0, true, 1.0, false);
     r.finite_positive("gauntlet.openskill.beta", g.openskill.beta);
     r.non_negative("gauntlet.openskill.tau", g.openskill.tau);
-    r.check(g.openskill.mu.is_finite(), "gauntlet.openskill.mu", || {
-        format!("must be finite, got {}", g.openskill.mu)
-    });
+    r.check(g.openskill.mu.is_finite(), "gauntlet.openskill.mu", || format!("must be finite, got {}", g.openskill.mu));
     r.finite_positive("gauntlet.openskill.sigma", g.openskill.sigma);
     r.finite_positive("gauntlet.sync.max_steps_behind", g.sync.max_steps_behind);
     r.finite_positive("gauntlet.sync.exponent", g.sync.exponent);
@@ -288,9 +277,7 @@ fn storage(c: &SubnetConfig, r: &mut Rules) {
     r.check(s.connect_timeout_secs <= s.timeout_secs, "storage.connect_timeout_secs", || {
         format!("must not exceed storage.timeout_secs ({}), got {}", s.timeout_secs, s.connect_timeout_secs)
     });
-    r.check(s.max_retries <= 20, "storage.max_retries", || {
-        format!("must be at most 20, got {}", s.max_retries)
-    });
+    r.check(s.max_retries <= 20, "storage.max_retries", || format!("must be at most 20, got {}", s.max_retries));
     r.check(s.max_object_bytes >= 1 << 20, "storage.max_object_bytes", || {
         format!("must be at least 1 MiB, got {}", s.max_object_bytes)
     });

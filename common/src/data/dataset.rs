@@ -6,9 +6,9 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
+use super::DataError;
 use super::manifest::{DatasetId, Manifest};
 use super::shard::{HEADER_LEN, SAMPLE_HASH_LEN, ShardHeader, decode_tokens, sample_hash};
-use super::DataError;
 use crate::config::SubnetConfig;
 use crate::keys::DATASET_MANIFEST;
 use crate::storage::Store;
@@ -40,10 +40,7 @@ impl Dataset {
     pub async fn open(store: Store, expected: Option<&DatasetId>) -> Result<Dataset, DataError> {
         let bytes = store.get(DATASET_MANIFEST, Some(MANIFEST_CAP)).await?;
         let id = DatasetId::of_manifest(&bytes);
-        let bad = |reason: String| DataError::Manifest {
-            store: store.location().to_string(),
-            reason,
-        };
+        let bad = |reason: String| DataError::Manifest { store: store.location().to_string(), reason };
         if let Some(want) = expected
             && *want != id
         {
@@ -62,13 +59,7 @@ impl Dataset {
             acc += s.samples;
         }
         starts.push(acc);
-        Ok(Dataset {
-            store,
-            manifest,
-            id,
-            starts,
-            tables: Mutex::new(HashMap::new()),
-        })
+        Ok(Dataset { store, manifest, id, starts, tables: Mutex::new(HashMap::new()) })
     }
 
     /// The dataset id (blake3 of the manifest).
@@ -123,10 +114,7 @@ impl Dataset {
     /// Shard holding global sample `index`, and the index inside it.
     fn locate(&self, index: u64) -> Result<(usize, u64), DataError> {
         if index >= self.num_samples() {
-            return Err(DataError::NoSuchSample {
-                index,
-                total: self.num_samples(),
-            });
+            return Err(DataError::NoSuchSample { index, total: self.num_samples() });
         }
         // starts[i] <= index < starts[i+1]
         let shard = self.starts.partition_point(|&s| s <= index) - 1;
@@ -138,11 +126,7 @@ impl Dataset {
             return Ok(ix.clone());
         }
         let entry = &self.manifest.shards[shard];
-        let fail = |reason: String| DataError::Shard {
-            shard,
-            key: entry.key.clone(),
-            reason,
-        };
+        let fail = |reason: String| DataError::Shard { shard, key: entry.key.clone(), reason };
         let info = self.store.head(&entry.key).await?;
         if info.size != entry.bytes {
             return Err(fail(format!(
@@ -165,10 +149,7 @@ impl Dataset {
         if blake3::hash(&table).as_bytes() != &header.table_blake3 {
             return Err(fail("sample table does not match its hash".into()));
         }
-        let ix = Arc::new(ShardIndex {
-            header,
-            table: table.to_vec(),
-        });
+        let ix = Arc::new(ShardIndex { header, table: table.to_vec() });
         self.tables.lock().await.insert(shard, ix.clone());
         Ok(ix)
     }
@@ -179,10 +160,7 @@ impl Dataset {
         let ix = self.shard_index(shard).await?;
         let len = ix.header.sample_bytes();
         let start = HEADER_LEN + local * len;
-        let bytes = self
-            .store
-            .get_range(&self.manifest.shards[shard].key, start..start + len)
-            .await?;
+        let bytes = self.store.get_range(&self.manifest.shards[shard].key, start..start + len).await?;
         let at = local as usize * SAMPLE_HASH_LEN;
         if sample_hash(&bytes) != ix.table[at..at + SAMPLE_HASH_LEN] {
             return Err(DataError::SampleCorrupt { index, shard });
@@ -197,10 +175,7 @@ impl Dataset {
 
     /// Reads several samples concurrently, in the order given.
     pub async fn samples(&self, indices: &[u64]) -> Result<Vec<Vec<u32>>, DataError> {
-        futures::stream::iter(indices.iter().map(|&i| self.sample(i)))
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await
+        futures::stream::iter(indices.iter().map(|&i| self.sample(i))).buffered(READ_CONCURRENCY).try_collect().await
     }
 
     /// Downloads every shard whole and checks every hash. Returns the bytes checked.
@@ -219,10 +194,7 @@ impl Dataset {
             }
             for (i, sample) in tokens.chunks_exact(ix.header.sample_bytes() as usize).enumerate() {
                 if sample_hash(sample) != ix.table[i * SAMPLE_HASH_LEN..(i + 1) * SAMPLE_HASH_LEN] {
-                    return Err(DataError::SampleCorrupt {
-                        index: self.starts[shard] + i as u64,
-                        shard,
-                    });
+                    return Err(DataError::SampleCorrupt { index: self.starts[shard] + i as u64, shard });
                 }
             }
             total += bytes.len() as u64;

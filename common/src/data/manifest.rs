@@ -126,19 +126,15 @@ impl Manifest {
             if s.samples == 0 {
                 return Err(format!("shard {i} is empty"));
             }
-            let expect = s
-                .samples
-                .checked_mul(sample_bytes + SAMPLE_HASH_LEN as u64)
-                .and_then(|b| b.checked_add(HEADER_LEN));
+            let expect =
+                s.samples.checked_mul(sample_bytes + SAMPLE_HASH_LEN as u64).and_then(|b| b.checked_add(HEADER_LEN));
             if expect != Some(s.bytes) {
                 return Err(format!("shard {i}: {} bytes does not match {} samples", s.bytes, s.samples));
             }
             if s.header_blake3.len() != 64 || hex::decode(&s.header_blake3).is_err() {
                 return Err(format!("shard {i}: header_blake3 is not 64 hex digits"));
             }
-            total = total
-                .checked_add(s.samples)
-                .ok_or_else(|| "sample count overflows".to_string())?;
+            total = total.checked_add(s.samples).ok_or_else(|| "sample count overflows".to_string())?;
         }
         if total != self.total_samples {
             return Err(format!("total_samples {} but shards hold {total}", self.total_samples));

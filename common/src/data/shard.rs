@@ -112,10 +112,7 @@ impl ShardHeader {
             return Err(HeaderError::ZeroSequence);
         }
         if token_count % u64::from(sequence_length) != 0 {
-            return Err(HeaderError::Ragged {
-                count: token_count,
-                seq: sequence_length,
-            });
+            return Err(HeaderError::Ragged { count: token_count, seq: sequence_length });
         }
         Ok(ShardHeader {
             token_width,
@@ -136,14 +133,8 @@ pub fn sample_hash(bytes: &[u8]) -> [u8; SAMPLE_HASH_LEN] {
 /// Decodes little-endian tokens of the given width.
 pub fn decode_tokens(bytes: &[u8], width: u8) -> Vec<u32> {
     match width {
-        2 => bytes
-            .chunks_exact(2)
-            .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        _ => bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        2 => bytes.chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        _ => bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
     }
 }
 
@@ -197,10 +188,7 @@ impl ShardWriter {
     /// Appends one sample of exactly `sequence_length` tokens.
     pub fn push_sample(&mut self, tokens: &[u32]) -> Result<(), WriteError> {
         if tokens.len() != self.seq as usize {
-            return Err(WriteError::WrongLength {
-                got: tokens.len(),
-                expected: self.seq,
-            });
+            return Err(WriteError::WrongLength { got: tokens.len(), expected: self.seq });
         }
         self.scratch.clear();
         for &t in tokens {
@@ -238,11 +226,7 @@ impl ShardWriter {
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&encoded)?;
         file.sync_all()?;
-        Ok(ShardSummary {
-            header,
-            bytes: header.file_len(),
-            header_blake3: *blake3::hash(&encoded).as_bytes(),
-        })
+        Ok(ShardSummary { header, bytes: header.file_len(), header_blake3: *blake3::hash(&encoded).as_bytes() })
     }
 }
 

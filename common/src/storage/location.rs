@@ -32,10 +32,7 @@ impl Location {
     /// Parses a path, `file:///abs/dir`, `s3://bucket/prefix?endpoint=URL&region=R` or
     /// `r2://ACCOUNT_ID/bucket/prefix` (Cloudflare R2, region `auto`).
     pub fn parse(s: &str) -> Result<Location, LocationError> {
-        let err = |reason: &str| LocationError {
-            url: s.to_string(),
-            reason: reason.to_string(),
-        };
+        let err = |reason: &str| LocationError { url: s.to_string(), reason: reason.to_string() };
         if s.trim().is_empty() {
             return Err(err("empty"));
         }
@@ -62,12 +59,7 @@ impl Location {
                 if let Some(e) = &endpoint {
                     Url::parse(e).map_err(|_| err("endpoint must be an http:// or https:// URL"))?;
                 }
-                Ok(Location::S3 {
-                    bucket: bucket.to_string(),
-                    prefix: clean_prefix(url.path()),
-                    endpoint,
-                    region,
-                })
+                Ok(Location::S3 { bucket: bucket.to_string(), prefix: clean_prefix(url.path()), endpoint, region })
             }
             "r2" => {
                 let account = url.host_str().filter(|a| !a.is_empty()).ok_or_else(|| err("no account id"))?;
@@ -83,9 +75,7 @@ impl Location {
                     region: Some("auto".to_string()),
                 })
             }
-            other => Err(err(&format!(
-                "unsupported scheme `{other}` (use a path, file://, s3:// or r2://)"
-            ))),
+            other => Err(err(&format!("unsupported scheme `{other}` (use a path, file://, s3:// or r2://)"))),
         }
     }
 }
@@ -99,12 +89,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Local { root } => write!(f, "{}", root.display()),
-            Location::S3 {
-                bucket,
-                prefix,
-                endpoint,
-                ..
-            } => {
+            Location::S3 { bucket, prefix, endpoint, .. } => {
                 write!(f, "s3://{bucket}/{prefix}")?;
                 if let Some(e) = endpoint {
                     write!(f, " at {e}")?;
@@ -123,15 +108,11 @@ mod tests {
     fn parses_supported_forms() {
         assert_eq!(
             Location::parse("ferrum-data/store").expect("path"),
-            Location::Local {
-                root: PathBuf::from("ferrum-data/store")
-            }
+            Location::Local { root: PathBuf::from("ferrum-data/store") }
         );
         assert_eq!(
             Location::parse("file:///var/lib/ferrum").expect("file"),
-            Location::Local {
-                root: PathBuf::from("/var/lib/ferrum")
-            }
+            Location::Local { root: PathBuf::from("/var/lib/ferrum") }
         );
         assert_eq!(
             Location::parse("s3://grads/ferrum/v1?endpoint=http://127.0.0.1:9000&region=us-east-1").expect("s3"),
@@ -155,7 +136,9 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_forms() {
-        for bad in ["", "gs://bucket", "s3://", "s3://b?token=x", "r2://acct", "file://relative/x", "s3://b?endpoint=::"] {
+        for bad in
+            ["", "gs://bucket", "s3://", "s3://b?token=x", "r2://acct", "file://relative/x", "s3://b?endpoint=::"]
+        {
             let e = Location::parse(bad).expect_err(bad);
             assert!(e.to_string().contains("is not a storage location"), "{e}");
         }

@@ -105,7 +105,7 @@ pub enum StorageError {
         key: String,
         store: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("{op} {key}: local file: {source}")]
     Io {
@@ -158,22 +158,14 @@ impl Store {
         credentials: Option<&S3Credentials>,
     ) -> Result<Store, StorageError> {
         let shown = location.to_string();
-        let open_err = |reason: String| StorageError::Open {
-            store: shown.clone(),
-            reason,
-        };
+        let open_err = |reason: String| StorageError::Open { store: shown.clone(), reason };
         let (inner, prefix): (Arc<dyn ObjectStore>, String) = match location {
             Location::Local { root } => {
                 std::fs::create_dir_all(root).map_err(|e| open_err(e.to_string()))?;
                 let fs = LocalFileSystem::new_with_prefix(root).map_err(|e| open_err(e.to_string()))?;
                 (Arc::new(fs), String::new())
             }
-            Location::S3 {
-                bucket,
-                prefix,
-                endpoint,
-                region,
-            } => {
+            Location::S3 { bucket, prefix, endpoint, region } => {
                 let client = ClientOptions::new()
                     .with_timeout(limits.timeout)
                     .with_connect_timeout(limits.connect_timeout)
@@ -187,10 +179,8 @@ impl Store {
                     max_retries: limits.max_retries as usize,
                     retry_timeout: limits.timeout,
                 };
-                let mut b = AmazonS3Builder::from_env()
-                    .with_client_options(client)
-                    .with_retry(retry)
-                    .with_bucket_name(bucket);
+                let mut b =
+                    AmazonS3Builder::from_env().with_client_options(client).with_retry(retry).with_bucket_name(bucket);
                 if let Some(e) = endpoint {
                     b = b.with_endpoint(e);
                 }
@@ -198,9 +188,7 @@ impl Store {
                     b = b.with_region(r);
                 }
                 if let Some(c) = credentials {
-                    b = b
-                        .with_access_key_id(&c.access_key_id)
-                        .with_secret_access_key(&c.secret_access_key);
+                    b = b.with_access_key_id(&c.access_key_id).with_secret_access_key(&c.secret_access_key);
                 }
                 let s3 = b.build().map_err(|e| open_err(e.to_string()))?;
                 (Arc::new(s3), prefix.clone())
@@ -211,12 +199,7 @@ impl Store {
         } else {
             Some(Path::parse(&prefix).map_err(|e| open_err(format!("bad prefix: {e}")))?)
         };
-        Ok(Store {
-            inner,
-            prefix,
-            shown,
-            limits,
-        })
+        Ok(Store { inner, prefix, shown, limits })
     }
 
     /// The same bucket, narrowed to `sub` (keys are then relative to it).
@@ -255,10 +238,7 @@ impl Store {
     fn info(&self, meta: ObjectMeta) -> ObjectInfo {
         let full = meta.location.as_ref();
         let key = match &self.prefix {
-            Some(p) => full
-                .strip_prefix(p.as_ref())
-                .map(|k| k.trim_start_matches('/'))
-                .unwrap_or(full),
+            Some(p) => full.strip_prefix(p.as_ref()).map(|k| k.trim_start_matches('/')).unwrap_or(full),
             None => full,
         };
         ObjectInfo {
@@ -271,17 +251,12 @@ impl Store {
 
     fn backend(&self, op: &'static str, key: &str, e: object_store::Error) -> StorageError {
         match e {
-            object_store::Error::NotFound { .. } => StorageError::NotFound {
-                op,
-                key: key.to_string(),
-                store: self.shown.clone(),
-            },
-            source => StorageError::Backend {
-                op,
-                key: key.to_string(),
-                store: self.shown.clone(),
-                source,
-            },
+            object_store::Error::NotFound { .. } => {
+                StorageError::NotFound { op, key: key.to_string(), store: self.shown.clone() }
+            }
+            source => {
+                StorageError::Backend { op, key: key.to_string(), store: self.shown.clone(), source: Box::new(source) }
+            }
         }
     }
 
@@ -291,14 +266,12 @@ impl Store {
         key: &str,
         fut: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        tokio::time::timeout(self.limits.timeout, fut)
-            .await
-            .map_err(|_| StorageError::Timeout {
-                op,
-                key: key.to_string(),
-                store: self.shown.clone(),
-                secs: self.limits.timeout.as_secs(),
-            })?
+        tokio::time::timeout(self.limits.timeout, fut).await.map_err(|_| StorageError::Timeout {
+            op,
+            key: key.to_string(),
+            store: self.shown.clone(),
+            secs: self.limits.timeout.as_secs(),
+        })?
     }
 
     /// Writes an object atomically (readers see the old object or the whole new one).
@@ -328,11 +301,7 @@ impl Store {
             self.put(key, Bytes::from(buf)).await?;
             return Ok(len);
         }
-        let upload = self
-            .inner
-            .put_multipart(&path)
-            .await
-            .map_err(|e| self.backend("put", key, e))?;
+        let upload = self.inner.put_multipart(&path).await.map_err(|e| self.backend("put", key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut buf = vec![0u8; PART_SIZE];
         loop {
@@ -345,10 +314,7 @@ impl Store {
                     return Err(io(e));
                 }
             };
-            writer
-                .wait_for_capacity(4)
-                .await
-                .map_err(|e| self.backend("put", key, e))?;
+            writer.wait_for_capacity(4).await.map_err(|e| self.backend("put", key, e))?;
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(|e| self.backend("put", key, e))?;
@@ -369,12 +335,7 @@ impl Store {
     pub async fn get(&self, key: &str, cap: Option<u64>) -> Result<Bytes, StorageError> {
         let cap = cap.unwrap_or(self.limits.max_object_bytes).min(self.limits.max_object_bytes);
         let path = self.path(key)?;
-        let too_large = |size| StorageError::TooLarge {
-            key: key.to_string(),
-            store: self.shown.clone(),
-            size,
-            cap,
-        };
+        let too_large = |size| StorageError::TooLarge { key: key.to_string(), store: self.shown.clone(), size, cap };
         self.bounded("get", key, async {
             let meta = self.inner.head(&path).await.map_err(|e| self.backend("get", key, e))?;
             if meta.size > cap {
@@ -409,11 +370,8 @@ impl Store {
             return Err(bad());
         }
         self.bounded("get_range", key, async {
-            let bytes = self
-                .inner
-                .get_range(&path, range.clone())
-                .await
-                .map_err(|e| self.backend("get_range", key, e))?;
+            let bytes =
+                self.inner.get_range(&path, range.clone()).await.map_err(|e| self.backend("get_range", key, e))?;
             // A range past the end of a truncated object comes back short on some backends.
             if bytes.len() as u64 != range.end - range.start {
                 return Err(bad());
@@ -425,18 +383,10 @@ impl Store {
 
     /// Every object under `prefix` (relative to the store), sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        let path = if prefix.is_empty() {
-            self.prefix.clone()
-        } else {
-            Some(self.path(prefix)?)
-        };
+        let path = if prefix.is_empty() { self.prefix.clone() } else { Some(self.path(prefix)?) };
         self.bounded("list", prefix, async {
-            let metas: Vec<ObjectMeta> = self
-                .inner
-                .list(path.as_ref())
-                .try_collect()
-                .await
-                .map_err(|e| self.backend("list", prefix, e))?;
+            let metas: Vec<ObjectMeta> =
+                self.inner.list(path.as_ref()).try_collect().await.map_err(|e| self.backend("list", prefix, e))?;
             let mut out: Vec<ObjectInfo> = metas.into_iter().map(|m| self.info(m)).collect();
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
@@ -460,10 +410,7 @@ impl Store {
 /// Keys are `/`-separated; empty, `.` and `..` segments are refused so a key can never escape
 /// its prefix.
 fn parse_key(key: &str) -> Result<Path, StorageError> {
-    let invalid = |reason: &str| StorageError::InvalidKey {
-        key: key.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| StorageError::InvalidKey { key: key.to_string(), reason: reason.to_string() };
     if key.is_empty() {
         return Err(invalid("empty"));
     }

@@ -1,0 +1,98 @@
+//! `validator`: runs the Gauntlet over miners' uploads and sets weights on chain.
+//!
+//! This build has the preflight (`validator check`): config, bucket, dataset, and the window's
+//! random data read and verified. Scoring needs the model, codec and chain client, which are
+//! not in this build.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
+use ferrum_common::node::NodeContext;
+use ferrum_common::{Hotkey, SubnetConfig, WindowSchedule};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(name = "validator", version, about = "Ferrum validator")]
+struct Cli {
+    /// Subnet config file (JSON); the `small` preset's defaults when absent.
+    #[arg(long, global = true, env = "FERRUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Subnet id.
+    #[arg(long, global = true, env = "FERRUM_NETUID", default_value_t = 1)]
+    netuid: u16,
+    /// This validator's hotkey (SS58 address or 0x-hex public key).
+    #[arg(long, global = true, env = "FERRUM_HOTKEY")]
+    hotkey: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check config, bucket write access and dataset, then read and verify a window's random data.
+    Check {
+        /// Window to evaluate.
+        #[arg(long, env = "FERRUM_WINDOW")]
+        window: u64,
+        /// Hash (hex) of the window's random-seed block; the chain supplies it in a full node.
+        #[arg(long, env = "FERRUM_SEED_BLOCK_HASH")]
+        seed_block_hash: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = SubnetConfig::load_or_default(cli.config.as_deref())?;
+    let hotkey: Hotkey =
+        cli.hotkey.as_deref().context("--hotkey is required (SS58 address of this validator's hotkey)")?.parse()?;
+    match cli.command {
+        Command::Check { window, seed_block_hash } => {
+            let mut seed = [0u8; 32];
+            let hex = seed_block_hash.trim_start_matches("0x");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                anyhow::bail!("--seed-block-hash must be 32 bytes of hex");
+            }
+            for (i, byte) in seed.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+            }
+            check(config, cli.netuid, &hotkey, window, &seed).await
+        }
+    }
+}
+
+async fn check(config: SubnetConfig, netuid: u16, hotkey: &Hotkey, window: u64, seed: &[u8; 32]) -> Result<()> {
+    let span = tracing::info_span!("validator", window, hotkey = %hotkey);
+    let _entered = span.enter();
+    let ctx = NodeContext::open(config, netuid).await?;
+    info!(config_hash = %ctx.config_hash, namespace = ctx.namespace.as_str(), "config loaded");
+    ctx.probe_store(hotkey).await?;
+    info!(store = ctx.store.location(), "bucket is writable");
+    let (uid, pseudo) = random_identity(seed);
+    let req = SampleRequest { dataset: ctx.dataset.id(), netuid, window, uid, hotkey: &pseudo };
+    let count = u64::from(ctx.config.gauntlet.random_eval_samples);
+    let samples = assign_samples(&req, count, ctx.dataset.num_samples())?;
+    ctx.dataset.samples(&samples).await?;
+    let schedule = WindowSchedule::new(&ctx.config.windows);
+    info!(?samples, "random data read and verified");
+    println!(
+        "ready: window {window} (blocks {}..{}), put window opens at block {}, random data {samples:?} seeded by block {}",
+        schedule.first_block(window),
+        schedule.first_block(window + 1) - 1,
+        schedule.put_window_block(window),
+        schedule.random_seed_block(window)
+    );
+    Ok(())
+}
