@@ -162,7 +162,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Config(ConfigCmd::Check { file }) => {
             let c = SubnetConfig::load(&file)?;
-            println!("{}: valid (preset {}, config hash {})", file.display(), c.preset.name(), c.hash());
+            let params = ferrum_common::params::count(&c.model) as f64 / 1e6;
+            println!(
+                "{}: valid (preset {}, {params:.2} M parameters, config hash {})",
+                file.display(),
+                c.preset.name(),
+                c.hash()
+            );
         }
         Command::Config(ConfigCmd::Hash) => println!("{}", config()?.hash()),
         Command::Data(cmd) => data(cmd, &config()?).await?,
