@@ -1,11 +1,13 @@
 //! `ferrum`: the subnet owner's and developer's tool.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ferrum::{prepare, quickstart, synth, tokenizer};
 use ferrum_common::assignment::{SampleRequest, assign_samples};
+use ferrum_common::cli::{exit_code, init_tracing};
 use ferrum_common::storage::Store;
 use ferrum_common::{Dataset, Hotkey, Preset, SubnetConfig};
 
@@ -137,15 +139,9 @@ struct PrepareArgs {
 }
 
 #[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+async fn main() -> ExitCode {
+    init_tracing();
+    exit_code(run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> Result<()> {

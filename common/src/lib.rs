@@ -5,6 +5,7 @@
 //! `docs/protocol.md`, with test vectors pinned by the tests next to the code.
 
 pub mod assignment;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod hotkey;

@@ -3,11 +3,12 @@
 //! This build has the preflight (`miner check`): everything a miner verifies before it trains.
 //! The training loop needs the model, codec and chain client, which are not in this build.
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ferrum_common::assignment::{SampleRequest, assign_samples};
+use ferrum_common::cli::{NodeArgs, exit_code, init_tracing};
 use ferrum_common::node::NodeContext;
 use ferrum_common::{Hotkey, SubnetConfig, WindowSchedule};
 use tracing::info;
@@ -15,15 +16,8 @@ use tracing::info;
 #[derive(Parser)]
 #[command(name = "miner", version, about = "Ferrum miner")]
 struct Cli {
-    /// Subnet config file (JSON); the `small` preset's defaults when absent.
-    #[arg(long, global = true, env = "FERRUM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Subnet id.
-    #[arg(long, global = true, env = "FERRUM_NETUID", default_value_t = 1)]
-    netuid: u16,
-    /// This miner's hotkey (SS58 address or 0x-hex public key).
-    #[arg(long, global = true, env = "FERRUM_HOTKEY")]
-    hotkey: Option<String>,
+    #[command(flatten)]
+    node: NodeArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,23 +37,16 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+async fn main() -> ExitCode {
+    init_tracing();
+    exit_code(run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let config = SubnetConfig::load_or_default(cli.config.as_deref())?;
-    let hotkey: Hotkey =
-        cli.hotkey.as_deref().context("--hotkey is required (SS58 address of this miner's hotkey)")?.parse()?;
+    let config = cli.node.load_config()?;
+    let hotkey = cli.node.hotkey()?;
     match cli.command {
-        Command::Check { uid, window } => check(config, cli.netuid, uid, &hotkey, window).await,
+        Command::Check { uid, window } => check(config, cli.node.netuid, uid, &hotkey, window).await,
     }
 }
 

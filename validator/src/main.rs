@@ -4,11 +4,12 @@
 //! random data read and verified. Scoring needs the model, codec and chain client, which are
 //! not in this build.
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
+use ferrum_common::cli::{NodeArgs, exit_code, init_tracing};
 use ferrum_common::node::NodeContext;
 use ferrum_common::{Hotkey, SubnetConfig, WindowSchedule};
 use tracing::info;
@@ -16,15 +17,8 @@ use tracing::info;
 #[derive(Parser)]
 #[command(name = "validator", version, about = "Ferrum validator")]
 struct Cli {
-    /// Subnet config file (JSON); the `small` preset's defaults when absent.
-    #[arg(long, global = true, env = "FERRUM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Subnet id.
-    #[arg(long, global = true, env = "FERRUM_NETUID", default_value_t = 1)]
-    netuid: u16,
-    /// This validator's hotkey (SS58 address or 0x-hex public key).
-    #[arg(long, global = true, env = "FERRUM_HOTKEY")]
-    hotkey: Option<String>,
+    #[command(flatten)]
+    node: NodeArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,32 +37,20 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+async fn main() -> ExitCode {
+    init_tracing();
+    exit_code(run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let config = SubnetConfig::load_or_default(cli.config.as_deref())?;
-    let hotkey: Hotkey =
-        cli.hotkey.as_deref().context("--hotkey is required (SS58 address of this validator's hotkey)")?.parse()?;
+    let config = cli.node.load_config()?;
+    let hotkey = cli.node.hotkey()?;
     match cli.command {
         Command::Check { window, seed_block_hash } => {
             let mut seed = [0u8; 32];
-            let hex = seed_block_hash.trim_start_matches("0x");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                anyhow::bail!("--seed-block-hash must be 32 bytes of hex");
-            }
-            for (i, byte) in seed.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
-            }
-            check(config, cli.netuid, &hotkey, window, &seed).await
+            hex::decode_to_slice(seed_block_hash.trim_start_matches("0x"), &mut seed)
+                .map_err(|e| anyhow::anyhow!("--seed-block-hash must be 32 bytes of hex: {e}"))?;
+            check(config, cli.node.netuid, &hotkey, window, &seed).await
         }
     }
 }
