@@ -110,7 +110,7 @@ struct DatasetArg {
 #[derive(Args)]
 struct PrepareArgs {
     /// Text (.txt, .md, .rst: one document per file) and JSON-lines (.jsonl) files or directories.
-    #[arg(long = "input", env = "FERRUM_INPUT", value_delimiter = ',', required = true)]
+    #[arg(long = "input", env = "FERRUM_INPUT", value_delimiter = ',', num_args = 1.., required = true)]
     inputs: Vec<PathBuf>,
     /// bytes, gpt2, or a path to a Hugging Face tokenizer.json.
     #[arg(long, env = "FERRUM_TOKENIZER", default_value = "bytes")]
