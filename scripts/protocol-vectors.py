@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Independent reference implementation of Ferrum's sample assignment (docs/protocol.md).
+"""Independent reference implementation of Ferrum's sample assignment and samples digest
+(docs/protocol.md).
 
 Written from the spec, not from the Rust code, to cross-check the test vectors pinned in
 common/src/assignment/tests.rs. Needs the `blake3` package (pip install blake3).
@@ -13,6 +14,7 @@ import blake3
 
 ASSIGNMENT_CONTEXT = "ferrum 2026-11 sample assignment v1"
 RANDOM_IDENTITY_CONTEXT = "ferrum 2026-11 random data identity v1"
+SAMPLES_DIGEST_CONTEXT = "ferrum 2026-11 samples digest v1"
 RANDOM_UID = 0xFFFF
 # //Alice's sr25519 public key (SS58 5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY).
 ALICE = bytes.fromhex("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
@@ -99,6 +101,11 @@ def main():
             "samples": assign(DATASET, 3, 51802, uid, hk, 8, 1_000_000),
         }
     )
+    samples = [4, 8, 15, 16, 23, 42]
+    digest = blake3.blake3(
+        b"".join(i.to_bytes(8, "little") for i in samples), derive_key_context=SAMPLES_DIGEST_CONTEXT
+    ).hexdigest()
+    vectors.append({"name": "samples digest", "samples": samples, "digest": digest})
     print(json.dumps({"dataset_id": DATASET.hex(), "vectors": vectors}, indent=1))
 
 

@@ -1,6 +1,7 @@
 //! The `ferrum` tool's library: dataset preparation, tokenizers, the synthetic corpus and the
 //! quick start. The CLI in `main.rs` is a thin layer over these.
 
+pub mod bench;
 pub mod prepare;
 pub mod quickstart;
 pub mod synth;

@@ -29,6 +29,9 @@ enum Command {
     /// Prepare, inspect and verify datasets.
     #[command(subcommand)]
     Data(DataCmd),
+    /// Measure performance (build with --release).
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Build a dataset from generated text, then show the config, the assignment of a few dev
     /// miners and one of their samples read back through the storage layer.
     Quickstart {
@@ -38,6 +41,25 @@ enum Command {
         /// Size of the generated corpus in MiB.
         #[arg(long, env = "FERRUM_CORPUS_MB", default_value_t = 8)]
         corpus_mb: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Codec throughput (encode, decode, aggregate) on a preset's tensor shapes, and payload size.
+    Codec {
+        /// Preset whose model shapes to use (default: the --config's, else 1b).
+        #[arg(long, env = "FERRUM_PRESET")]
+        preset: Option<String>,
+        /// Peers to aggregate.
+        #[arg(long, env = "FERRUM_BENCH_PEERS", default_value_t = 20)]
+        peers: usize,
+        /// Turn the DCT on (or off) regardless of the config.
+        #[arg(long, env = "FERRUM_BENCH_DCT")]
+        dct: Option<bool>,
+        /// Print JSON instead of a table.
+        #[arg(long, env = "FERRUM_BENCH_JSON")]
+        json: bool,
     },
 }
 
@@ -168,6 +190,30 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Config(ConfigCmd::Hash) => println!("{}", config()?.hash()),
         Command::Data(cmd) => data(cmd, &config()?).await?,
+        Command::Bench(BenchCmd::Codec { preset, peers, dct, json }) => {
+            let mut c = match (preset, &cli.config) {
+                (Some(name), _) => Preset::from_name(&name)
+                    .with_context(|| format!("unknown preset `{name}`: use one of {}", Preset::names()))?
+                    .config(),
+                (None, Some(_)) => config()?,
+                (None, None) => Preset::Large1b.config(),
+            };
+            if let Some(on) = dct {
+                c.compression.dct = on;
+            }
+            if peers == 0 {
+                bail!("--peers must be at least 1");
+            }
+            if cfg!(debug_assertions) {
+                eprintln!("warning: this is a debug build; timings are meaningless (use cargo run --release)");
+            }
+            let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, peers)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.print();
+            }
+        }
         Command::Quickstart { dir, corpus_mb } => quickstart::run(&dir, corpus_mb, cli.config.as_deref()).await?,
     }
     Ok(())

@@ -6,12 +6,14 @@
 
 pub mod assignment;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod data;
 pub mod hotkey;
 pub mod keys;
 pub mod node;
 pub mod params;
+pub mod payload;
 pub mod storage;
 pub mod window;
 

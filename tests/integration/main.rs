@@ -3,6 +3,7 @@
 
 mod cli;
 mod dataset;
+mod payload;
 mod seaweed;
 mod storage;
 

@@ -11,6 +11,7 @@ use crate::hotkey::Hotkey;
 
 const ASSIGNMENT_CONTEXT: &str = "ferrum 2026-11 sample assignment v1";
 const RANDOM_IDENTITY_CONTEXT: &str = "ferrum 2026-11 random data identity v1";
+const SAMPLES_DIGEST_CONTEXT: &str = "ferrum 2026-11 samples digest v1";
 
 /// The uid of the pseudo-identity whose assignment is a window's random data. Subtensor uids stay
 /// below 4096, so no miner has it.
@@ -97,6 +98,15 @@ pub fn assign_samples(req: &SampleRequest<'_>, count: u64, population: u64) -> R
 pub fn random_identity(seed_block_hash: &[u8; 32]) -> (u16, Hotkey) {
     let key = blake3::derive_key(RANDOM_IDENTITY_CONTEXT, seed_block_hash);
     (RANDOM_UID, Hotkey(key))
+}
+
+/// Digest of the samples a miner trained on, in training order (carried in its payload).
+pub fn samples_digest(samples: &[u64]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(SAMPLES_DIGEST_CONTEXT);
+    for s in samples {
+        h.update(&s.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
 }
 
 #[cfg(test)]

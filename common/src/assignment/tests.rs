@@ -112,3 +112,13 @@ fn draws_are_close_to_uniform() {
     assert!(chi2(&first, expect_first) < 27.9, "first position biased: {first:?}");
     assert!(chi2(&members, expect_member) < 27.9, "membership biased: {members:?}");
 }
+
+/// docs/protocol.md §8, cross-checked by scripts/protocol-vectors.py.
+#[test]
+fn samples_digest_vector() {
+    assert_eq!(
+        hex::encode(samples_digest(&[4, 8, 15, 16, 23, 42])),
+        "43b8410a4695e9a4ae1ef24138928dc9217e3423a955f7a3700736805acb4476"
+    );
+    assert_ne!(samples_digest(&[4, 8]), samples_digest(&[8, 4]), "order matters");
+}

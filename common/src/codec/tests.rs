@@ -1,0 +1,162 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::Preset;
+
+fn spec(topk: usize, chunk: usize, bits: Option<u8>, dct: bool, shape: Vec<usize>) -> (CodecSpec, Geometry) {
+    let mut c = Preset::Test.config().compression;
+    c.chunk = chunk as u32;
+    c.topk = topk as u32;
+    c.quantization_bits = bits;
+    c.dct = dct;
+    let layout = vec![ParamSpec { path: "t".into(), shape }];
+    let s = CodecSpec::for_layout(layout, &c);
+    let g = s.tensors[0].1;
+    (s, g)
+}
+
+fn energy(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v).powi(2)).sum()
+}
+
+/// A tensor shape, its data, and codec settings.
+fn case() -> impl Strategy<Value = (Vec<usize>, Vec<f32>, usize, usize)> {
+    let shapes = prop_oneof![
+        Just(vec![12, 16]),
+        Just(vec![8, 8]),
+        Just(vec![30]),
+        Just(vec![7, 5]),
+        Just(vec![64]),
+        Just(vec![16, 48]),
+    ];
+    (shapes, 1usize..=6, prop_oneof![Just(4usize), Just(8), Just(16)]).prop_flat_map(|(shape, topk, chunk)| {
+        let n: usize = shape.iter().product();
+        (Just(shape), prop::collection::vec(-10.0f32..10.0, n), Just(topk), Just(chunk))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// With quantization and DCT off, decode(encode(x)) is x restricted to the top-k of each
+    /// block (ties to the lower index), exactly.
+    #[test]
+    fn unquantized_keeps_exactly_the_top_k((shape, x, topk, chunk) in case()) {
+        let (s, g) = spec(topk, chunk, None, false, shape);
+        let mut bases = dct::Bases::default();
+        let enc = encode(&x, &g, &s, &mut bases);
+        let y = decode(&enc, &g, &s, &mut bases);
+        for b in 0..g.blocks() {
+            let mut order: Vec<usize> = (0..g.block_len()).collect();
+            order.sort_by(|&i, &j| x[g.offset(b, j)].abs().total_cmp(&x[g.offset(b, i)].abs()).then(i.cmp(&j)));
+            let keep: std::collections::BTreeSet<usize> = order[..g.k].iter().copied().collect();
+            let idx = &enc.indices[b * g.k..(b + 1) * g.k];
+            prop_assert!(idx.windows(2).all(|w| w[0] < w[1]), "indices not strictly increasing");
+            for i in 0..g.block_len() {
+                let o = g.offset(b, i);
+                let want = if keep.contains(&i) { x[o] } else { 0.0 };
+                prop_assert_eq!(y[o].to_bits(), want.to_bits(), "block {} index {}", b, i);
+            }
+        }
+    }
+
+    /// Round-trip error bound. With the DCT (orthonormal) and no quantization the error is the
+    /// energy of the dropped coefficients, at most (1 − k/n)·‖x‖². Quantization adds at most the
+    /// kept values' spread about their mean, Σ(v − shift)², because each bin decodes to its
+    /// centroid, never a worse choice than the mean: ‖x − x̂‖² ≤ (1 − k/n)·‖x‖² + Σ(v − shift)².
+    #[test]
+    fn round_trip_error_is_bounded((shape, x, topk, chunk) in case(), bits in 1u8..=8, dct in any::<bool>()) {
+        let mut bases = dct::Bases::default();
+        let (s, g) = spec(topk, chunk, None, dct, shape.clone());
+        let y = decode(&encode(&x, &g, &s, &mut bases), &g, &s, &mut bases);
+        let err: f64 = x.iter().zip(&y).map(|(&a, &b)| f64::from(a - b).powi(2)).sum();
+        let dropped_bound = (1.0 - g.k as f64 / g.block_len() as f64) * energy(&x);
+        prop_assert!(err <= dropped_bound * (1.0 + 1e-4) + 1e-6, "unquantized: {} > {}", err, dropped_bound);
+
+        let (sq, gq) = spec(topk, chunk, Some(bits), dct, shape);
+        let enc = encode(&x, &gq, &sq, &mut bases);
+        let Values::Quantized(q) = &enc.values else { unreachable!("quantized spec") };
+        let raw = encode(&x, &gq, &CodecSpec { quantization_bits: None, ..sq.clone() }, &mut bases);
+        let Values::Raw(kept) = &raw.values else { unreachable!("raw spec") };
+        let spread: f64 = kept.iter().map(|&v| (f64::from(v) - f64::from(q.shift)).powi(2)).sum();
+        let yq = decode(&enc, &gq, &sq, &mut bases);
+        let errq: f64 = x.iter().zip(&yq).map(|(&a, &b)| f64::from(a - b).powi(2)).sum();
+        prop_assert!(errq <= (dropped_bound + spread) * (1.0 + 1e-4) + 1e-4, "quantized: {} > {} + {}", errq, dropped_bound, spread);
+    }
+
+    /// Error feedback conserves the signal: what is sent plus what is kept equals β·e + Δ.
+    #[test]
+    fn error_feedback_conserves((shape, x, topk, chunk) in case(), bits in prop::option::of(1u8..=4)) {
+        let (s, g) = spec(topk, chunk, bits, false, shape);
+        let mut bases = dct::Bases::default();
+        let old: Vec<f32> = x.iter().map(|v| v * 0.5).collect();
+        let mut e = old.clone();
+        let enc = encode_with_feedback(&mut e, &x, 0.9, &g, &s, &mut bases);
+        let sent = decode(&enc, &g, &s, &mut bases);
+        for i in 0..x.len() {
+            let want = 0.9 * old[i] + x[i];
+            prop_assert!((sent[i] + e[i] - want).abs() <= 1e-4 * (1.0 + want.abs()));
+        }
+    }
+
+    /// The aggregate's bits do not depend on the order peers are given in.
+    #[test]
+    fn aggregate_is_order_independent(
+        (shape, x, topk, chunk) in case(),
+        peers in 2usize..8,
+        dct in any::<bool>(),
+        rotate in 0usize..8,
+    ) {
+        let (s, g) = spec(topk, chunk, Some(2), dct, shape);
+        let mut bases = dct::Bases::default();
+        let encoded: Vec<EncodedTensor> = (0..peers)
+            .map(|p| {
+                let scaled: Vec<f32> = x.iter().enumerate().map(|(i, v)| v * (1.0 + p as f32) + (i % (p + 2)) as f32).collect();
+                encode(&scaled, &g, &s, &mut bases)
+            })
+            .collect();
+        let forward: Vec<(u16, &EncodedTensor)> = encoded.iter().enumerate().map(|(i, t)| (i as u16 * 3 + 1, t)).collect();
+        let mut shuffled = forward.clone();
+        shuffled.reverse();
+        let r = rotate % shuffled.len();
+        shuffled.rotate_left(r);
+        let a = aggregate(&forward, &g, &s, &mut bases).expect("aggregate");
+        let b = aggregate(&shuffled, &g, &s, &mut bases).expect("aggregate");
+        prop_assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+}
+
+#[test]
+fn aggregate_clips_to_the_median_and_averages_contributors() {
+    // One 1×4 block, k = 2. Peer norms 1, 2 and 10: the median is 2, so the third is scaled by 0.2.
+    let (s, g) = spec(2, 4, None, false, vec![4]);
+    let mut bases = dct::Bases::default();
+    let t = |idx: [u32; 2], v: [f32; 2]| EncodedTensor { indices: idx.to_vec(), values: Values::Raw(v.to_vec()) };
+    let a = t([0, 1], [1.0, 0.0]);
+    let b = t([0, 2], [2.0, 0.0]);
+    let c = t([0, 3], [0.0, 10.0]);
+    let out = aggregate(&[(5, &c), (1, &a), (3, &b)], &g, &s, &mut bases).expect("aggregate");
+    // index 0: peers a, b, c chose it: (1 + 2 + 0) / 3 = 1 (clip factors: a 1, b ≈ 1, c 0.2)
+    assert!((out[0] - 1.0).abs() < 1e-6, "{out:?}");
+    assert_eq!(out[1], 0.0);
+    assert!((out[2] - 0.0).abs() < 1e-6);
+    assert!((out[3] - 2.0).abs() < 1e-6, "10 clipped to the median norm 2: {out:?}");
+    assert_eq!(aggregate(&[], &g, &s, &mut bases), Err(AggregateError::NoPeers));
+    assert_eq!(aggregate(&[(1, &a), (1, &b)], &g, &s, &mut bases), Err(AggregateError::DuplicateUid(1)));
+}
+
+#[test]
+fn geometry_of_the_presets() {
+    let s = CodecSpec::new(&Preset::Large1b.config());
+    let embed = s.tensors[0].1;
+    assert_eq!((embed.block_rows, embed.block_cols, embed.k, embed.index_bits), (64, 64, 64, 12));
+    let norm = s.tensors[1].1;
+    assert_eq!((norm.rows, norm.block_cols, norm.k, norm.index_bits), (1, 64, 64, 6));
+    // A dimension no larger than the chunk is one block side; a prime above it splits into rows.
+    let g = Geometry::new(&[7, 64], 64, 64);
+    assert_eq!((g.block_rows, g.block_cols, g.blocks()), (7, 64, 1));
+    let g = Geometry::new(&[67, 64], 64, 64);
+    assert_eq!((g.block_rows, g.block_cols, g.blocks()), (1, 64, 67));
+    let g = Geometry::new(&[3], 64, 64);
+    assert_eq!((g.block_cols, g.k, g.index_bits), (3, 3, 2));
+}

@@ -1,0 +1,215 @@
+//! The signed pseudo-gradient payload (docs/protocol.md §8).
+//!
+//! ```text
+//! header (160 bytes, little-endian)
+//!   0 magic "FRMPAYLD"   8 version u16 = 1   10 netuid u16   12 uid u16   14 reserved u16 = 0
+//!   16 window u64        24 hotkey [32]      56 config hash [32]
+//!   88 fingerprint of the model trained from [32]   120 digest of the samples trained on [32]
+//!   152 tensor count u32  156 reserved u32 = 0
+//! body: one section per tensor, in parameter-layout order
+//!   quantized: shift f32, scale f32, table 2^b × f32, indices (k per block, index_bits each,
+//!              bit-packed), codes (b bits each, bit-packed)
+//!   raw:       indices (bit-packed), values k per block × f32
+//! hash: blake3(header ‖ body) [32]
+//! signature: sr25519 by the hotkey over "ferrum 2026-11 payload v1" ‖ header ‖ hash [64]
+//! ```
+//! Every size follows from the config, so a reader knows the exact byte size of a valid
+//! payload before downloading it and never allocates by a count read from the payload.
+
+mod parse;
+
+use bytes::Bytes;
+use sp_core::Pair;
+use sp_core::sr25519;
+
+use crate::codec::{CodecSpec, EncodedTensor, Values, bits};
+use crate::config::{ConfigHash, SubnetConfig};
+use crate::hotkey::Hotkey;
+use crate::storage::{ObjectInfo, StorageError, Store};
+
+pub use parse::{Expectation, Rejection, parse, parse_unverified};
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"FRMPAYLD";
+/// Format version.
+pub const VERSION: u16 = 1;
+/// Header bytes.
+pub const HEADER_LEN: usize = 160;
+/// Hash and signature bytes at the end.
+pub const TRAILER_LEN: usize = 32 + 64;
+/// Prefix of the signed message: a signature for anything else cannot be replayed here.
+pub const SIGNING_CONTEXT: &[u8] = b"ferrum 2026-11 payload v1";
+
+/// Who made a payload, for what, and from what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadHeader {
+    pub netuid: u16,
+    pub uid: u16,
+    pub window: u64,
+    pub hotkey: Hotkey,
+    pub config_hash: ConfigHash,
+    /// Fingerprint of the global model the miner trained from.
+    pub base_fingerprint: [u8; 32],
+    /// `assignment::samples_digest` of the samples it trained on.
+    pub samples_digest: [u8; 32],
+}
+
+/// A parsed, verified payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    pub header: PayloadHeader,
+    pub tensors: Vec<EncodedTensor>,
+}
+
+/// Byte layout of valid payloads under one config.
+#[derive(Debug, Clone)]
+pub struct PayloadLayout {
+    pub spec: CodecSpec,
+    sections: Vec<usize>,
+    size: usize,
+}
+
+impl PayloadLayout {
+    /// The layout for a config's model and compression settings.
+    pub fn new(config: &SubnetConfig) -> PayloadLayout {
+        Self::for_spec(CodecSpec::new(config))
+    }
+
+    /// The layout for an explicit codec spec.
+    pub fn for_spec(spec: CodecSpec) -> PayloadLayout {
+        let sections: Vec<usize> = spec
+            .tensors
+            .iter()
+            .map(|(_, g)| {
+                let idx = bits::packed_len(g.kept(), g.index_bits);
+                match spec.quantization_bits {
+                    Some(b) => 8 + 4 * (1 << b) + idx + bits::packed_len(g.kept(), u32::from(b)),
+                    None => idx + 4 * g.kept(),
+                }
+            })
+            .collect();
+        let size = HEADER_LEN + sections.iter().sum::<usize>() + TRAILER_LEN;
+        PayloadLayout { spec, sections, size }
+    }
+
+    /// Exact size in bytes of every valid payload.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Bytes of tensor `i`'s section.
+    pub fn section(&self, i: usize) -> usize {
+        self.sections[i]
+    }
+}
+
+/// A payload that cannot be built from these tensors (a bug in the caller, not hostile input).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{got} tensors, the layout has {expected}")]
+    TensorCount { expected: usize, got: usize },
+    #[error("tensor {path}: {reason}")]
+    Tensor { path: String, reason: String },
+    #[error("the signing key is not the header's hotkey")]
+    WrongKey,
+}
+
+fn encode_header(h: &PayloadHeader, tensors: u32) -> [u8; HEADER_LEN] {
+    let mut b = [0u8; HEADER_LEN];
+    b[0..8].copy_from_slice(MAGIC);
+    b[8..10].copy_from_slice(&VERSION.to_le_bytes());
+    b[10..12].copy_from_slice(&h.netuid.to_le_bytes());
+    b[12..14].copy_from_slice(&h.uid.to_le_bytes());
+    b[16..24].copy_from_slice(&h.window.to_le_bytes());
+    b[24..56].copy_from_slice(h.hotkey.as_bytes());
+    b[56..88].copy_from_slice(&h.config_hash.0);
+    b[88..120].copy_from_slice(&h.base_fingerprint);
+    b[120..152].copy_from_slice(&h.samples_digest);
+    b[152..156].copy_from_slice(&tensors.to_le_bytes());
+    b
+}
+
+/// The message a payload's signature covers.
+fn signed_message(header: &[u8], hash: &[u8]) -> Vec<u8> {
+    [SIGNING_CONTEXT, header, hash].concat()
+}
+
+/// Serializes and signs a payload. The key must be the header's hotkey.
+pub fn build(
+    header: &PayloadHeader,
+    tensors: &[EncodedTensor],
+    layout: &PayloadLayout,
+    key: &sr25519::Pair,
+) -> Result<Vec<u8>, BuildError> {
+    if key.public().0 != header.hotkey.0 {
+        return Err(BuildError::WrongKey);
+    }
+    if tensors.len() != layout.spec.tensors.len() {
+        return Err(BuildError::TensorCount { expected: layout.spec.tensors.len(), got: tensors.len() });
+    }
+    let mut out = Vec::with_capacity(layout.size());
+    out.extend_from_slice(&encode_header(header, tensors.len() as u32));
+    for (i, (t, (p, g))) in tensors.iter().zip(&layout.spec.tensors).enumerate() {
+        let bad = |reason: &str| BuildError::Tensor { path: p.path.clone(), reason: reason.to_string() };
+        if t.indices.len() != g.kept() {
+            return Err(bad("wrong number of kept values"));
+        }
+        let start = out.len();
+        match (&t.values, layout.spec.quantization_bits) {
+            (Values::Quantized(q), Some(b)) => {
+                if q.table.len() != 1 << b || q.codes.len() != g.kept() {
+                    return Err(bad("quantization does not match the config"));
+                }
+                out.extend_from_slice(&q.shift.to_le_bytes());
+                out.extend_from_slice(&q.scale.to_le_bytes());
+                q.table.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                bits::pack(t.indices.iter().copied(), g.index_bits, &mut out);
+                bits::pack(q.codes.iter().map(|&c| u32::from(c)), u32::from(b), &mut out);
+            }
+            (Values::Raw(v), None) => {
+                if v.len() != g.kept() {
+                    return Err(bad("wrong number of values"));
+                }
+                bits::pack(t.indices.iter().copied(), g.index_bits, &mut out);
+                v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            }
+            _ => return Err(bad("quantized values where the config sends raw ones, or the reverse")),
+        }
+        debug_assert_eq!(out.len() - start, layout.section(i));
+    }
+    let hash = blake3::hash(&out);
+    let signature = key.sign(&signed_message(&out[..HEADER_LEN], hash.as_bytes()));
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(&signature.0);
+    debug_assert_eq!(out.len(), layout.size());
+    Ok(out)
+}
+
+/// Why a payload could not be had from storage.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("rejected: {0}")]
+    Rejected(#[from] Rejection),
+}
+
+/// Fetches and verifies a payload: HEAD first, and an object of any size but the exact one a
+/// valid payload has is rejected without downloading it.
+pub async fn fetch(
+    store: &Store,
+    key: &str,
+    layout: &PayloadLayout,
+    expect: &Expectation<'_>,
+) -> Result<(ObjectInfo, Payload), FetchError> {
+    let info = store.head(key).await?;
+    if info.size != layout.size() as u64 {
+        return Err(Rejection::Size { expected: layout.size(), got: info.size }.into());
+    }
+    let bytes: Bytes = store.get(key, Some(layout.size() as u64)).await?;
+    let payload = parse(&bytes, layout, expect)?;
+    Ok((info, payload))
+}
+
+#[cfg(test)]
+mod tests;

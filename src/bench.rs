@@ -1,0 +1,165 @@
+//! `ferrum bench codec`: codec throughput on a preset's tensor shapes, and payload size.
+//!
+//! Each distinct tensor shape of the model is timed once (encode, decode, aggregate over
+//! `peers` peers) on deterministic pseudo-random data; whole-model figures weight each shape by
+//! how often it occurs. Build with `--release`: debug timings mean nothing.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ferrum_common::SubnetConfig;
+use ferrum_common::codec::{CodecSpec, EncodedTensor, aggregate, dct, decode, encode};
+use ferrum_common::payload::PayloadLayout;
+use serde::Serialize;
+
+/// Timings of one tensor shape.
+#[derive(Debug, Serialize)]
+pub struct ShapeResult {
+    pub shape: Vec<usize>,
+    /// Tensors of this shape in the model.
+    pub count: usize,
+    pub params: usize,
+    pub encode_ms: f64,
+    pub decode_ms: f64,
+    pub aggregate_ms: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct CodecReport {
+    pub preset: String,
+    pub params: u64,
+    pub peers: usize,
+    pub dct: bool,
+    pub quantization_bits: Option<u8>,
+    pub topk: u32,
+    pub chunk: u32,
+    pub payload_bytes: usize,
+    pub bytes_per_param: f64,
+    /// The reference layout at the same density: 12-bit indices, one byte per value.
+    pub reference_bytes_per_param: f64,
+    /// Whole-model throughput, millions of parameters per second.
+    pub encode_mparams_per_s: f64,
+    pub decode_mparams_per_s: f64,
+    /// Millions of model parameters aggregated per second (all peers of each tensor).
+    pub aggregate_mparams_per_s: f64,
+    pub model_encode_s: f64,
+    pub model_decode_s: f64,
+    pub model_aggregate_s: f64,
+    pub shapes: Vec<ShapeResult>,
+}
+
+/// Deterministic data with a heavy tail, like parameter deltas.
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            u * u * u * 1e-2
+        })
+        .collect()
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Runs the benchmark for a config.
+pub fn codec(config: &SubnetConfig, peers: usize) -> CodecReport {
+    let spec = CodecSpec::new(config);
+    let layout = PayloadLayout::for_spec(spec.clone());
+    let mut by_shape: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
+    for (p, _) in &spec.tensors {
+        *by_shape.entry(p.shape.clone()).or_default() += 1;
+    }
+    let mut bases = dct::Bases::default();
+    let mut shapes = Vec::new();
+    for (shape, count) in by_shape {
+        let g = spec.tensors.iter().find(|(p, _)| p.shape == shape).map(|(_, g)| *g).expect("shape from layout");
+        // One input at a time: peers' dense tensors never coexist (20 × the embedding is 8 GB).
+        let first = data(g.numel(), 1);
+        let t = Instant::now();
+        let mut encoded: Vec<EncodedTensor> = vec![encode(&first, &g, &spec, &mut bases)];
+        let encode_ms = ms(t);
+        drop(first);
+        encoded.extend((1..peers).map(|p| encode(&data(g.numel(), p as u64 + 1), &g, &spec, &mut bases)));
+        let t = Instant::now();
+        let dense = decode(&encoded[0], &g, &spec, &mut bases);
+        let decode_ms = ms(t);
+        drop(dense);
+        let refs: Vec<(u16, &EncodedTensor)> = encoded.iter().enumerate().map(|(i, e)| (i as u16, e)).collect();
+        let t = Instant::now();
+        let agg = aggregate(&refs, &g, &spec, &mut bases);
+        let aggregate_ms = ms(t);
+        assert!(agg.is_ok(), "aggregate failed on benchmark data");
+        shapes.push(ShapeResult { shape, count, params: g.numel(), encode_ms, decode_ms, aggregate_ms });
+    }
+    let params: u64 = shapes.iter().map(|s| (s.params * s.count) as u64).sum();
+    let total = |f: fn(&ShapeResult) -> f64| shapes.iter().map(|s| f(s) * s.count as f64).sum::<f64>() / 1e3;
+    let (enc_s, dec_s, agg_s) = (total(|s| s.encode_ms), total(|s| s.decode_ms), total(|s| s.aggregate_ms));
+    let reference: usize = spec.tensors.iter().map(|(_, g)| g.kept() * 3 / 2 + g.kept() + 28).sum();
+    let mparams = params as f64 / 1e6;
+    CodecReport {
+        preset: config.preset.name().to_string(),
+        params,
+        peers,
+        dct: spec.dct,
+        quantization_bits: spec.quantization_bits,
+        topk: config.compression.topk,
+        chunk: config.compression.chunk,
+        payload_bytes: layout.size(),
+        bytes_per_param: layout.size() as f64 / params as f64,
+        reference_bytes_per_param: reference as f64 / params as f64,
+        encode_mparams_per_s: mparams / enc_s,
+        decode_mparams_per_s: mparams / dec_s,
+        aggregate_mparams_per_s: mparams / agg_s,
+        model_encode_s: enc_s,
+        model_decode_s: dec_s,
+        model_aggregate_s: agg_s,
+        shapes,
+    }
+}
+
+impl CodecReport {
+    /// A table for people.
+    pub fn print(&self) {
+        println!(
+            "preset {}: {:.1} M parameters, top-{} of {}×{} blocks, {} bits, dct {}",
+            self.preset,
+            self.params as f64 / 1e6,
+            self.topk,
+            self.chunk,
+            self.chunk,
+            self.quantization_bits.map_or("f32".to_string(), |b| b.to_string()),
+            self.dct
+        );
+        println!(
+            "payload {} bytes: {:.4} bytes/parameter (reference layout {:.4})",
+            self.payload_bytes, self.bytes_per_param, self.reference_bytes_per_param
+        );
+        println!("{:>14} {:>6} {:>11} {:>11} {:>14}", "shape", "count", "encode ms", "decode ms", "aggregate ms");
+        for s in &self.shapes {
+            println!(
+                "{:>14} {:>6} {:>11.1} {:>11.1} {:>14.1}",
+                format!("{:?}", s.shape),
+                s.count,
+                s.encode_ms,
+                s.decode_ms,
+                s.aggregate_ms
+            );
+        }
+        println!(
+            "whole model: encode {:.2} s ({:.0} M params/s), decode {:.2} s ({:.0} M/s), aggregate {} peers {:.2} s ({:.0} M/s)",
+            self.model_encode_s,
+            self.encode_mparams_per_s,
+            self.model_decode_s,
+            self.decode_mparams_per_s,
+            self.peers,
+            self.model_aggregate_s,
+            self.aggregate_mparams_per_s
+        );
+    }
+}
