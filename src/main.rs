@@ -54,6 +54,9 @@ enum BenchCmd {
         /// Peers to aggregate.
         #[arg(long, env = "FERRUM_BENCH_PEERS", default_value_t = 20)]
         peers: usize,
+        /// Runs per measurement; the fastest is reported.
+        #[arg(long, env = "FERRUM_BENCH_REPEATS", default_value_t = 3)]
+        repeats: usize,
         /// Turn the DCT on (or off) regardless of the config.
         #[arg(long, env = "FERRUM_BENCH_DCT")]
         dct: Option<bool>,
@@ -190,7 +193,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Config(ConfigCmd::Hash) => println!("{}", config()?.hash()),
         Command::Data(cmd) => data(cmd, &config()?).await?,
-        Command::Bench(BenchCmd::Codec { preset, peers, dct, json }) => {
+        Command::Bench(BenchCmd::Codec { preset, peers, repeats, dct, json }) => {
             let mut c = match (preset, &cli.config) {
                 (Some(name), _) => Preset::from_name(&name)
                     .with_context(|| format!("unknown preset `{name}`: use one of {}", Preset::names()))?
@@ -207,7 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; timings are meaningless (use cargo run --release)");
             }
-            let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, peers)).await?;
+            let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, peers, repeats)).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -32,52 +32,60 @@ impl Bases {
     }
 }
 
-/// `Y = Dr · X · Dcᵀ` for one `r × c` block (row-major), using `tmp` (r·c) as scratch.
-pub fn forward(x: &mut [f32], r: usize, c: usize, dr: &[f32], dc: &[f32], tmp: &mut [f32]) {
-    // tmp = Dr · X
-    for k in 0..r {
-        for j in 0..c {
-            let mut acc = 0f32;
-            for i in 0..r {
-                acc += dr[k * r + i] * x[i * c + j];
+// Each output element is a sum over one index taken in increasing order, starting from 0. The
+// loops below run that sum as axpy updates along contiguous rows (so the compiler vectorizes
+// across output elements) without changing any element's order of additions: the bits are those
+// of the plain dot products (pinned by `matches_the_plain_formula_bit_for_bit`).
+
+/// `out[a, :] = Σ_b m[a·stride_a + b·stride_b] · rows[b, :]` for an `n × c` block `rows`.
+fn left_multiply(m: &[f32], stride_a: usize, stride_b: usize, rows: &[f32], n: usize, c: usize, out: &mut [f32]) {
+    for a in 0..n {
+        let dst = &mut out[a * c..(a + 1) * c];
+        dst.fill(0.0);
+        for b in 0..n {
+            let w = m[a * stride_a + b * stride_b];
+            for (o, &x) in dst.iter_mut().zip(&rows[b * c..(b + 1) * c]) {
+                *o += w * x;
             }
-            tmp[k * c + j] = acc;
-        }
-    }
-    // x = tmp · Dcᵀ
-    for k in 0..r {
-        for l in 0..c {
-            let mut acc = 0f32;
-            for j in 0..c {
-                acc += tmp[k * c + j] * dc[l * c + j];
-            }
-            x[k * c + l] = acc;
         }
     }
 }
 
+/// `out[:, l] = Σ_j rows[:, j] · m[j·stride_j + l·stride_l]` for an `r × c` block `rows`.
+fn right_multiply(rows: &[f32], m: &[f32], stride_j: usize, stride_l: usize, r: usize, c: usize, out: &mut [f32]) {
+    // Transposing the basis once makes the inner loop contiguous in `l`.
+    let mut mt = vec![0f32; c * c];
+    for j in 0..c {
+        for l in 0..c {
+            mt[j * c + l] = m[j * stride_j + l * stride_l];
+        }
+    }
+    for i in 0..r {
+        let dst = &mut out[i * c..(i + 1) * c];
+        dst.fill(0.0);
+        for j in 0..c {
+            let w = rows[i * c + j];
+            for (o, &t) in dst.iter_mut().zip(&mt[j * c..(j + 1) * c]) {
+                *o += w * t;
+            }
+        }
+    }
+}
+
+/// `Y = Dr · X · Dcᵀ` for one `r × c` block (row-major), using `tmp` (r·c) as scratch.
+pub fn forward(x: &mut [f32], r: usize, c: usize, dr: &[f32], dc: &[f32], tmp: &mut [f32]) {
+    // tmp[k, :] = Σ_i Dr[k, i] · X[i, :]
+    left_multiply(dr, r, 1, x, r, c, tmp);
+    // X[k, l] = Σ_j tmp[k, j] · Dc[l, j]
+    right_multiply(tmp, dc, 1, c, r, c, x);
+}
+
 /// `X = Drᵀ · Y · Dc`, the inverse of [`forward`].
 pub fn inverse(y: &mut [f32], r: usize, c: usize, dr: &[f32], dc: &[f32], tmp: &mut [f32]) {
-    // tmp = Drᵀ · Y
-    for i in 0..r {
-        for l in 0..c {
-            let mut acc = 0f32;
-            for k in 0..r {
-                acc += dr[k * r + i] * y[k * c + l];
-            }
-            tmp[i * c + l] = acc;
-        }
-    }
-    // y = tmp · Dc
-    for i in 0..r {
-        for j in 0..c {
-            let mut acc = 0f32;
-            for l in 0..c {
-                acc += tmp[i * c + l] * dc[l * c + j];
-            }
-            y[i * c + j] = acc;
-        }
-    }
+    // tmp[i, :] = Σ_k Dr[k, i] · Y[k, :]
+    left_multiply(dr, 1, r, y, r, c, tmp);
+    // Y[i, j] = Σ_l tmp[i, l] · Dc[l, j]
+    right_multiply(tmp, dc, c, 1, r, c, y);
 }
 
 #[cfg(test)]
@@ -94,6 +102,51 @@ mod tests {
                     let want = if a == b { 1.0 } else { 0.0 };
                     assert!((dot - want).abs() < 1e-5, "n={n} a={a} b={b} dot={dot}");
                 }
+            }
+        }
+    }
+
+    /// The plain formulas, one dot product per element, summed in increasing index order.
+    fn plain(x: &[f32], r: usize, c: usize, dr: &[f32], dc: &[f32], inverse: bool) -> Vec<f32> {
+        let a = |k: usize, i: usize| if inverse { dr[i * r + k] } else { dr[k * r + i] };
+        let mut t = vec![0f32; r * c];
+        for k in 0..r {
+            for j in 0..c {
+                let mut acc = 0f32;
+                for i in 0..r {
+                    acc += a(k, i) * x[i * c + j];
+                }
+                t[k * c + j] = acc;
+            }
+        }
+        let mut y = vec![0f32; r * c];
+        for k in 0..r {
+            for l in 0..c {
+                let mut acc = 0f32;
+                for j in 0..c {
+                    acc += t[k * c + j] * if inverse { dc[j * c + l] } else { dc[l * c + j] };
+                }
+                y[k * c + l] = acc;
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_the_plain_formula_bit_for_bit() {
+        for (r, c) in [(1, 64), (64, 64), (7, 48), (3, 5)] {
+            let (dr, dc) = (basis(r), basis(c));
+            let x: Vec<f32> = (0..r * c).map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 1e-3).collect();
+            let mut tmp = vec![0f32; r * c];
+            for inv in [false, true] {
+                let mut y = x.clone();
+                if inv {
+                    inverse(&mut y, r, c, &dr, &dc, &mut tmp);
+                } else {
+                    forward(&mut y, r, c, &dr, &dc, &mut tmp);
+                }
+                let want = plain(&x, r, c, &dr, &dc, inv);
+                assert!(y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{r}x{c} inverse={inv}");
             }
         }
     }
