@@ -11,6 +11,8 @@ use sp_core::{Pair, sr25519};
 pub struct Fixture {
     pub layout: PayloadLayout,
     pub header: PayloadHeader,
+    // Each target compiles this module on its own; only `payload_body` signs.
+    #[allow(dead_code)]
     pub key: sr25519::Pair,
     pub valid: Vec<u8>,
 }
