@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ferrum_common::SubnetConfig;
-use ferrum_common::codec::{CodecSpec, EncodedTensor, aggregate, dct, decode, encode};
+use ferrum_common::codec::{CodecSpec, EncodedTensor, aggregate, dct, decode, encode, synthetic_delta as data};
 use ferrum_common::payload::PayloadLayout;
 use serde::Serialize;
 
@@ -49,20 +49,6 @@ pub struct CodecReport {
     pub model_decode_s: f64,
     pub model_aggregate_s: f64,
     pub shapes: Vec<ShapeResult>,
-}
-
-/// Deterministic data with a heavy tail, like parameter deltas.
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            u * u * u * 1e-2
-        })
-        .collect()
 }
 
 fn ms(start: Instant) -> f64 {

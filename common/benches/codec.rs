@@ -3,21 +3,9 @@
 //! of a preset and prints whole-model figures.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ferrum_common::codec::{CodecSpec, EncodedTensor, aggregate, dct, decode, encode};
+use ferrum_common::codec::{CodecSpec, EncodedTensor, aggregate, dct, decode, encode, synthetic_delta as data};
 use ferrum_common::config::Preset;
 use ferrum_common::params::ParamSpec;
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e-2
-        })
-        .collect()
-}
 
 fn bench(c: &mut Criterion) {
     let config = Preset::Large1b.config();

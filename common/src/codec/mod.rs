@@ -244,5 +244,20 @@ pub fn encode_with_feedback(
     enc
 }
 
+/// Deterministic heavy-tailed values shaped like a pseudo-gradient (cubed uniform noise, scale
+/// 1e-2), for benchmarks and tests: the same `(n, seed)` gives the same values everywhere.
+pub fn synthetic_delta(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            u * u * u * 1e-2
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;
