@@ -137,6 +137,38 @@ mod tests {
         assert_eq!(info.hash, t.info().hash);
     }
 
+    /// A minimal Hugging Face tokenizer.json (word-level), parsed by the real tokenizers crate.
+    const WORD_LEVEL: &str = r#"{
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{"id": 2, "content": "</s>", "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"hello": 0, "world": 1, "</s>": 2, "[UNK]": 3},
+                  "unk_token": "[UNK]"}
+    }"#;
+
+    #[test]
+    fn hugging_face_tokenizer_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, WORD_LEVEL).expect("write");
+        let t = Tokenizer::load(path.to_str().expect("utf8"), None).expect("load");
+        let info = t.info();
+        assert_eq!(info.id, format!("hf:{}", hex::encode(blake3::hash(WORD_LEVEL.as_bytes()).as_bytes())));
+        assert_eq!((info.vocab_size, info.eos_token), (4, 2));
+        assert_eq!(t.encode("hello world again").expect("encode"), vec![0, 1, 3]);
+        // A file whose end-of-document token is unusual needs --eos.
+        let odd = WORD_LEVEL.replace("</s>", "<end>");
+        std::fs::write(&path, &odd).expect("write");
+        let err = Tokenizer::load(path.to_str().expect("utf8"), None).err().expect("no usual eos");
+        assert!(err.to_string().contains("--eos"), "{err}");
+        let t = Tokenizer::load(path.to_str().expect("utf8"), Some("<end>")).expect("explicit eos");
+        assert_eq!(t.info().eos_token, 2);
+        std::fs::write(&path, "{not json").expect("write");
+        assert!(Tokenizer::load(path.to_str().expect("utf8"), None).is_err());
+    }
+
     #[test]
     fn unknown_spec_is_an_error() {
         assert!(Tokenizer::load("sentencepiece", None).is_err());
