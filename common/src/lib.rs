@@ -5,12 +5,14 @@
 //! `docs/protocol.md`, with test vectors pinned by the tests next to the code.
 
 pub mod assignment;
+pub mod checkpoint;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod data;
 pub mod hotkey;
 pub mod keys;
+pub mod model;
 pub mod node;
 pub mod params;
 pub mod payload;
