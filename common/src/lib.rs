@@ -4,6 +4,23 @@
 //! dataset format, the storage key layout) is a pure function of its inputs and is specified in
 //! `docs/protocol.md`, with test vectors pinned by the tests next to the code.
 
+/// `Display` as lowercase hex and `Debug` as `Name(hex)` for a 32-byte id newtype.
+macro_rules! hex_id {
+    ($name:ident) => {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+    };
+}
+
 pub mod assignment;
 pub mod checkpoint;
 pub mod cli;

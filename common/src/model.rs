@@ -5,8 +5,6 @@
 //! that applies the same aggregates to the same parameters holds bit-identical parameters,
 //! whatever its thread count, backend or hardware; the fingerprint proves it.
 
-use std::fmt;
-
 use crate::config::SubnetConfig;
 use crate::params::{self, ParamSpec};
 
@@ -20,17 +18,7 @@ const INIT_STD: f64 = 0.02;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
 
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
-}
+hex_id!(Fingerprint);
 
 /// Why an outer step cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,6 @@
 mod presets;
 mod validate;
 
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -312,17 +311,7 @@ impl ConfigHash {
     }
 }
 
-impl fmt::Display for ConfigHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for ConfigHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConfigHash({self})")
-    }
-}
+hex_id!(ConfigHash);
 
 impl Default for SubnetConfig {
     fn default() -> Self {

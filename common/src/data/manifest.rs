@@ -1,6 +1,5 @@
 //! The dataset manifest: tokenizer, sequence length and shards. Its blake3 is the dataset id.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -25,17 +24,7 @@ impl DatasetId {
     }
 }
 
-impl fmt::Display for DatasetId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for DatasetId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatasetId({self})")
-    }
-}
+hex_id!(DatasetId);
 
 impl FromStr for DatasetId {
     type Err = hex::FromHexError;
