@@ -160,3 +160,59 @@ fn geometry_of_the_presets() {
     let g = Geometry::new(&[3], 64, 64);
     assert_eq!((g.block_cols, g.k, g.index_bits), (3, 3, 2));
 }
+
+/// The protocol's promise: nodes that accept the same payloads, in whatever order and with
+/// whatever thread count, apply the same update and hold bit-identical models.
+#[test]
+fn nodes_with_the_same_payloads_stay_in_sync() {
+    let mut config = Preset::Test.config();
+    config.compression.dct = true;
+    let spec = CodecSpec::new(&config);
+    let genesis = crate::model::MasterModel::genesis(&config);
+    // Three miners, each with its own pseudo-gradient and error feedback.
+    let payloads: Vec<(u16, Vec<EncodedTensor>)> = (0..3u16)
+        .map(|m| {
+            let delta: Vec<Vec<f32>> = genesis
+                .tensors
+                .iter()
+                .enumerate()
+                .map(|(i, t)| synthetic_delta(t.len(), (m as u64) * 100 + i as u64))
+                .collect();
+            let mut feedback: Vec<Vec<f32>> = genesis.tensors.iter().map(|t| vec![0.0; t.len()]).collect();
+            (m + 10, encode_model(&mut feedback, &delta, 0.95, &spec, 2))
+        })
+        .collect();
+    let view = |order: &[usize]| -> Vec<(u16, &[EncodedTensor])> {
+        order.iter().map(|&k| (payloads[k].0, payloads[k].1.as_slice())).collect()
+    };
+    let node = |order: &[usize], threads: usize| {
+        let mut m = genesis.clone();
+        let update = aggregate_model(&view(order), &spec, threads);
+        assert!(update.iter().all(Option::is_some));
+        m.outer_step(&update, config.training.outer_learning_rate as f32, threads).expect("step");
+        m.fingerprint()
+    };
+    let a = node(&[0, 1, 2], 1);
+    assert_eq!(a, node(&[2, 0, 1], 4));
+    assert_eq!(a, node(&[1, 2, 0], 3));
+    assert_ne!(a, genesis.fingerprint());
+    assert_ne!(a, node(&[0, 1], 2), "a different peer set gives a different model");
+}
+
+#[test]
+fn encode_model_matches_per_tensor_encoding() {
+    let config = Preset::Test.config();
+    let spec = CodecSpec::new(&config);
+    let genesis = crate::model::MasterModel::genesis(&config);
+    let delta: Vec<Vec<f32>> =
+        genesis.tensors.iter().enumerate().map(|(i, t)| synthetic_delta(t.len(), i as u64)).collect();
+    let mut fa: Vec<Vec<f32>> = genesis.tensors.iter().map(|t| vec![0.01; t.len()]).collect();
+    let mut fb = fa.clone();
+    let a = encode_model(&mut fa, &delta, 0.9, &spec, 3);
+    let mut bases = dct::Bases::default();
+    let b: Vec<EncodedTensor> = (0..spec.tensors.len())
+        .map(|i| encode_with_feedback(&mut fb[i], &delta[i], 0.9, &spec.tensors[i].1, &spec, &mut bases))
+        .collect();
+    assert_eq!(a, b);
+    assert_eq!(fa, fb);
+}
