@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use ferrum_common::SubnetConfig;
 use ferrum_common::codec::{CodecSpec, EncodedTensor, aggregate, dct, decode, encode, synthetic_delta as data};
-use ferrum_common::payload::PayloadLayout;
+use ferrum_common::payload::{PayloadLayout, reference_layout_bytes};
 use serde::Serialize;
 
 /// Timings of one tensor shape.
@@ -95,7 +95,7 @@ pub fn codec(config: &SubnetConfig, peers: usize, repeats: usize) -> CodecReport
     let params: u64 = shapes.iter().map(|s| (s.params * s.count) as u64).sum();
     let total = |f: fn(&ShapeResult) -> f64| shapes.iter().map(|s| f(s) * s.count as f64).sum::<f64>() / 1e3;
     let (enc_s, dec_s, agg_s) = (total(|s| s.encode_ms), total(|s| s.decode_ms), total(|s| s.aggregate_ms));
-    let reference: usize = spec.tensors.iter().map(|(_, g)| g.kept() * 3 / 2 + g.kept() + 28).sum();
+    let reference = reference_layout_bytes(&spec);
     let mparams = params as f64 / 1e6;
     CodecReport {
         preset: config.preset.name().to_string(),

@@ -27,7 +27,7 @@ pub enum ArgError {
     #[error("--hotkey is required (the SS58 address of this node's hotkey)")]
     MissingHotkey,
     #[error("--hotkey: {0}")]
-    BadHotkey(#[from] crate::hotkey::HotkeyParseError),
+    BadHotkey(crate::hotkey::HotkeyParseError),
 }
 
 impl NodeArgs {
@@ -38,7 +38,7 @@ impl NodeArgs {
 
     /// The parsed `--hotkey`.
     pub fn hotkey(&self) -> Result<Hotkey, ArgError> {
-        Ok(self.hotkey.as_deref().ok_or(ArgError::MissingHotkey)?.parse()?)
+        self.hotkey.as_deref().ok_or(ArgError::MissingHotkey)?.parse().map_err(ArgError::BadHotkey)
     }
 }
 

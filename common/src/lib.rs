@@ -31,6 +31,7 @@ pub mod hotkey;
 pub mod keys;
 pub mod model;
 pub mod node;
+pub mod parallel;
 pub mod params;
 pub mod payload;
 pub mod storage;

@@ -122,20 +122,18 @@ impl MasterModel {
                 return Err(StepError::TensorSize { path: p.path.clone(), expected: t.len(), got: u.len() });
             }
         }
-        let mut work: Vec<(&mut Vec<f32>, &Vec<f32>)> =
+        let work: Vec<(&mut Vec<f32>, &Vec<f32>)> =
             self.tensors.iter_mut().zip(updates).filter_map(|(t, u)| u.as_ref().map(|u| (t, u))).collect();
-        let per_thread = work.len().div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|s| {
-            for chunk in work.chunks_mut(per_thread) {
-                s.spawn(move || {
-                    for (t, u) in chunk.iter_mut() {
-                        for (p, &g) in t.iter_mut().zip(u.iter()) {
-                            *p -= lr * g;
-                        }
-                    }
-                });
-            }
-        });
+        crate::parallel::map(
+            work,
+            threads,
+            || (),
+            |(t, u), _| {
+                for (p, &g) in t.iter_mut().zip(u.iter()) {
+                    *p -= lr * g;
+                }
+            },
+        );
         Ok(())
     }
 }

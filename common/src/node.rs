@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::config::{ConfigHash, SubnetConfig};
-use crate::data::{DataError, Dataset, DatasetId};
+use crate::data::{DataError, Dataset};
 use crate::hotkey::Hotkey;
 use crate::keys::Namespace;
 use crate::storage::{StorageError, Store};
@@ -21,9 +21,9 @@ pub struct NodeContext {
 /// A node that cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("dataset: {0}")]
+    #[error(transparent)]
     Data(#[from] DataError),
     #[error("storage: wrote a probe to {store} but read back different bytes")]
     ProbeMismatch { store: String },
@@ -35,18 +35,11 @@ impl NodeContext {
         let config_hash = config.hash();
         let store = Store::open(&config.storage.url, &config.storage)?;
         let data_store = Store::open(&config.storage.dataset_url, &config.storage)?;
-        let pinned = match &config.data.dataset_id {
-            Some(hex) => Some(hex.parse::<DatasetId>().map_err(|_| DataError::ConfigMismatch {
-                field: "data.dataset_id",
-                expected: "64 hex digits".into(),
-                found: hex.clone(),
-            })?),
-            None => {
-                tracing::warn!("data.dataset_id is not pinned: accepting whatever dataset the manifest names");
-                None
-            }
-        };
-        let dataset = Dataset::open(data_store, pinned.as_ref()).await?;
+        if config.data.dataset_id.is_none() {
+            tracing::warn!("data.dataset_id is not pinned: accepting whatever dataset the manifest names");
+        }
+        // check_config refuses a dataset other than the pinned one.
+        let dataset = Dataset::open(data_store, None).await?;
         dataset.check_config(&config)?;
         Ok(NodeContext { namespace: Namespace::new(netuid, &config_hash), config, config_hash, store, dataset })
     }

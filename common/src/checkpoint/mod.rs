@@ -159,11 +159,10 @@ pub async fn load(
     if manifest.tensors_key != ns.checkpoint_tensors(window) {
         return Err(CheckpointError::Manifest(format!("unexpected tensors key {}", manifest.tensors_key)));
     }
-    let info = store.head(&manifest.tensors_key).await?;
-    if info.size != manifest.tensors_bytes {
-        return Err(CheckpointError::TensorsHash);
-    }
-    let bytes = store.get(&manifest.tensors_key, Some(manifest.tensors_bytes)).await?;
+    let (_, bytes) = store.get_exact(&manifest.tensors_key, manifest.tensors_bytes).await.map_err(|e| match e {
+        StorageError::WrongSize { .. } => CheckpointError::TensorsHash,
+        other => CheckpointError::Storage(other),
+    })?;
     if blake3::hash(&bytes).to_hex().as_str() != manifest.tensors_blake3 {
         return Err(CheckpointError::TensorsHash);
     }

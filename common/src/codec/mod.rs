@@ -244,27 +244,6 @@ pub fn encode_with_feedback(
     enc
 }
 
-/// Runs `f` on every index in `0..n` over `threads` threads (each with its own DCT bases) and
-/// returns the results in index order. Work is split by tensor, so results do not depend on
-/// the thread count.
-fn per_tensor<T: Send>(n: usize, threads: usize, f: impl Fn(usize, &mut dct::Bases) -> T + Sync) -> Vec<T> {
-    let per = n.div_ceil(threads.max(1)).max(1);
-    let ids: Vec<usize> = (0..n).collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = ids
-            .chunks(per)
-            .map(|chunk| {
-                let f = &f;
-                s.spawn(move || {
-                    let mut bases = dct::Bases::default();
-                    chunk.iter().map(|&i| f(i, &mut bases)).collect::<Vec<T>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    })
-}
-
 /// The miner's whole-model step: error feedback and encoding of every tensor (see
 /// [`encode_with_feedback`]), `threads` tensors at a time.
 pub fn encode_model(
@@ -276,18 +255,17 @@ pub fn encode_model(
 ) -> Vec<EncodedTensor> {
     assert_eq!(feedback.len(), spec.tensors.len(), "one feedback buffer per tensor");
     assert_eq!(delta.len(), spec.tensors.len(), "one delta per tensor");
-    let cells: Vec<std::sync::Mutex<&mut Vec<f32>>> = feedback.iter_mut().map(std::sync::Mutex::new).collect();
-    per_tensor(spec.tensors.len(), threads, |i, bases| {
-        // Each index is visited by exactly one thread, so the lock is never contended.
-        let mut e = cells[i].lock().unwrap_or_else(|p| p.into_inner());
-        encode_with_feedback(&mut e, &delta[i], beta, &spec.tensors[i].1, spec, bases)
+    let items: Vec<_> = feedback.iter_mut().zip(delta).zip(&spec.tensors).collect();
+    crate::parallel::map(items, threads, dct::Bases::default, |((e, d), (_, g)), bases| {
+        encode_with_feedback(e, d, beta, g, spec, bases)
     })
 }
 
 /// Every node's whole-model aggregation: for each tensor, [`aggregate`] over the peers
 /// `(uid, tensors)`; `None` where a tensor cannot be aggregated (the outer step then leaves it).
 pub fn aggregate_model(peers: &[(u16, &[EncodedTensor])], spec: &CodecSpec, threads: usize) -> Vec<Option<Vec<f32>>> {
-    per_tensor(spec.tensors.len(), threads, |i, bases| {
+    let ids: Vec<usize> = (0..spec.tensors.len()).collect();
+    crate::parallel::map(ids, threads, dct::Bases::default, |i, bases| {
         let tensor_peers: Vec<(u16, &EncodedTensor)> = peers.iter().map(|(uid, t)| (*uid, &t[i])).collect();
         aggregate(&tensor_peers, &spec.tensors[i].1, spec, bases).ok()
     })

@@ -275,8 +275,8 @@ pub struct StorageConfig {
 /// A failure to load a config, with the file and the field it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: not valid JSON at line {line}, column {column}: {message}")]
     Syntax { path: String, line: usize, column: usize, message: String },
     #[error("{path}: {field}: {message}")]
@@ -323,7 +323,7 @@ impl SubnetConfig {
     /// Reads, merges over its preset, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io { path: shown.clone(), error })?;
         Self::from_json_str(&text, &shown)
     }
 

@@ -18,7 +18,6 @@
 
 mod parse;
 
-use bytes::Bytes;
 use sp_core::Pair;
 use sp_core::sr25519;
 
@@ -101,6 +100,13 @@ impl PayloadLayout {
     pub fn section(&self, i: usize) -> usize {
         self.sections[i]
     }
+}
+
+/// Bytes the same compressed content takes in the reference (Templar) layout, for comparison:
+/// 12-bit packed indices, one byte per quantized value, and per tensor a shift, a scale, an
+/// offset and a 4-entry f32 centroid table (4 + 4 + 4 + 16 bytes).
+pub fn reference_layout_bytes(spec: &CodecSpec) -> usize {
+    spec.tensors.iter().map(|(_, g)| g.kept() * 3 / 2 + g.kept() + 28).sum()
 }
 
 /// A payload that cannot be built from these tensors (a bug in the caller, not hostile input).
@@ -191,22 +197,31 @@ pub enum FetchError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("rejected: {0}")]
-    Rejected(#[from] Rejection),
+    Rejected(Rejection),
 }
 
-/// Fetches and verifies a payload: HEAD first, and an object of any size but the exact one a
-/// valid payload has is rejected without downloading it.
+// By hand rather than `#[from]`, which would also expose the rejection as the error's source
+// and print it twice in a cause chain.
+impl From<Rejection> for FetchError {
+    fn from(r: Rejection) -> Self {
+        FetchError::Rejected(r)
+    }
+}
+
+/// Fetches and verifies a payload. An object of any size but the exact one a valid payload has
+/// is rejected on its HEAD, without downloading it.
 pub async fn fetch(
     store: &Store,
     key: &str,
     layout: &PayloadLayout,
     expect: &Expectation<'_>,
 ) -> Result<(ObjectInfo, Payload), FetchError> {
-    let info = store.head(key).await?;
-    if info.size != layout.size() as u64 {
-        return Err(Rejection::Size { expected: layout.size(), got: info.size }.into());
-    }
-    let bytes: Bytes = store.get(key, Some(layout.size() as u64)).await?;
+    let (info, bytes) = store.get_exact(key, layout.size() as u64).await.map_err(|e| match e {
+        StorageError::WrongSize { size, expected, .. } => {
+            FetchError::Rejected(Rejection::Size { expected: expected as usize, got: size })
+        }
+        other => FetchError::Storage(other),
+    })?;
     let payload = parse(&bytes, layout, expect)?;
     Ok((info, payload))
 }

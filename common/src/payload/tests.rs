@@ -90,7 +90,7 @@ fn smaller_than_the_reference_layout() {
     let config = Preset::Large1b.config();
     let layout = PayloadLayout::new(&config);
     let params: usize = layout.spec.tensors.iter().map(|(_, g)| g.numel()).sum();
-    let reference: usize = layout.spec.tensors.iter().map(|(_, g)| g.kept() * 3 / 2 + g.kept() + 4 + 4 + 16 + 4).sum();
+    let reference = reference_layout_bytes(&layout.spec);
     assert!(layout.size() < reference, "{} vs reference {}", layout.size(), reference);
     let per_param = layout.size() as f64 / params as f64;
     assert!(per_param < 0.03, "{per_param} bytes per parameter");

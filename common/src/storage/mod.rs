@@ -95,25 +95,16 @@ pub enum StorageError {
     NotFound { op: &'static str, key: String, store: String },
     #[error("{key} in {store} is {size} bytes, above the {cap}-byte cap; not downloaded")]
     TooLarge { key: String, store: String, size: u64, cap: u64 },
+    #[error("{key} in {store} is {size} bytes, expected exactly {expected}; not downloaded")]
+    WrongSize { key: String, store: String, size: u64, expected: u64 },
     #[error("{op} {key} in {store}: range {start}..{end} is outside the object")]
     BadRange { op: &'static str, key: String, store: String, start: u64, end: u64 },
     #[error("{op} {key} in {store}: timed out after {secs} s")]
     Timeout { op: &'static str, key: String, store: String, secs: u64 },
-    #[error("{op} {key} in {store}: {source}")]
-    Backend {
-        op: &'static str,
-        key: String,
-        store: String,
-        #[source]
-        source: Box<object_store::Error>,
-    },
-    #[error("{op} {key}: local file: {source}")]
-    Io {
-        op: &'static str,
-        key: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{op} {key} in {store}: {error}")]
+    Backend { op: &'static str, key: String, store: String, error: Box<object_store::Error> },
+    #[error("{op} {key}: local file: {error}")]
+    Io { op: &'static str, key: String, error: std::io::Error },
     #[error("cannot open store {store}: {reason}")]
     Open { store: String, reason: String },
 }
@@ -255,7 +246,7 @@ impl Store {
                 StorageError::NotFound { op, key: key.to_string(), store: self.shown.clone() }
             }
             source => {
-                StorageError::Backend { op, key: key.to_string(), store: self.shown.clone(), source: Box::new(source) }
+                StorageError::Backend { op, key: key.to_string(), store: self.shown.clone(), error: Box::new(source) }
             }
         }
     }
@@ -292,7 +283,7 @@ impl Store {
     /// each request still is.
     pub async fn put_file(&self, key: &str, file: &FsPath) -> Result<u64, StorageError> {
         let path = self.path(key)?;
-        let io = |source| StorageError::Io { op: "put", key: key.to_string(), source };
+        let io = |error| StorageError::Io { op: "put", key: key.to_string(), error };
         let mut f = tokio::fs::File::open(file).await.map_err(io)?;
         let len = f.metadata().await.map_err(io)?.len();
         if len <= PART_SIZE as u64 {
@@ -334,16 +325,39 @@ impl Store {
     /// Downloads a whole object of at most `cap` bytes (the store's default cap when `None`).
     pub async fn get(&self, key: &str, cap: Option<u64>) -> Result<Bytes, StorageError> {
         let cap = cap.unwrap_or(self.limits.max_object_bytes).min(self.limits.max_object_bytes);
+        self.download(key, cap, None).await.map(|(_, bytes)| bytes)
+    }
+
+    /// Downloads an object that must be exactly `size` bytes: one HEAD decides, and an object of
+    /// any other size is refused before a byte of it is fetched.
+    pub async fn get_exact(&self, key: &str, size: u64) -> Result<(ObjectInfo, Bytes), StorageError> {
+        self.download(key, size, Some(size)).await
+    }
+
+    /// HEAD, then the size rules, then a streamed GET that stops at `cap` in case the object
+    /// changed between the two requests.
+    async fn download(&self, key: &str, cap: u64, exact: Option<u64>) -> Result<(ObjectInfo, Bytes), StorageError> {
         let path = self.path(key)?;
         let too_large = |size| StorageError::TooLarge { key: key.to_string(), store: self.shown.clone(), size, cap };
         self.bounded("get", key, async {
             let meta = self.inner.head(&path).await.map_err(|e| self.backend("get", key, e))?;
+            if let Some(expected) = exact
+                && meta.size != expected
+            {
+                return Err(StorageError::WrongSize {
+                    key: key.to_string(),
+                    store: self.shown.clone(),
+                    size: meta.size,
+                    expected,
+                });
+            }
             if meta.size > cap {
                 return Err(too_large(meta.size));
             }
+            let info = self.info(meta);
             let res = self.inner.get(&path).await.map_err(|e| self.backend("get", key, e))?;
             let mut stream = res.into_stream();
-            let mut buf = BytesMut::with_capacity(meta.size as usize);
+            let mut buf = BytesMut::with_capacity(info.size as usize);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.backend("get", key, e))?;
                 if (buf.len() + chunk.len()) as u64 > cap {
@@ -351,7 +365,15 @@ impl Store {
                 }
                 buf.extend_from_slice(&chunk);
             }
-            Ok(buf.freeze())
+            if exact.is_some_and(|e| buf.len() as u64 != e) {
+                return Err(StorageError::WrongSize {
+                    key: key.to_string(),
+                    store: self.shown.clone(),
+                    size: buf.len() as u64,
+                    expected: cap,
+                });
+            }
+            Ok((info, buf.freeze()))
         })
         .await
     }
