@@ -64,6 +64,28 @@ enum BenchCmd {
         #[arg(long, env = "FERRUM_BENCH_JSON")]
         json: bool,
     },
+    /// Training throughput (forward, backward, AdamW step), peak memory and the loss curve.
+    Train {
+        /// Preset to train (default: the --config's, else small).
+        #[arg(long, env = "FERRUM_PRESET")]
+        preset: Option<String>,
+        /// Optimizer steps.
+        #[arg(long, env = "FERRUM_BENCH_STEPS", default_value_t = 20)]
+        steps: u64,
+        /// A prepared dataset (path or URL) whose tokenizer and sequence length match the preset;
+        /// default: synthetic text made and prepared on the spot.
+        #[arg(long, env = "FERRUM_DATASET")]
+        dataset: Option<String>,
+        /// Samples held out (the dataset's last) for the evaluation loss.
+        #[arg(long, env = "FERRUM_BENCH_EVAL_SAMPLES", default_value_t = 64)]
+        eval_samples: usize,
+        /// Backend: flex (CPU), or wgpu / cuda in builds with those features.
+        #[arg(long, env = "FERRUM_BACKEND", default_value = "flex")]
+        backend: String,
+        /// Print JSON instead of a summary.
+        #[arg(long, env = "FERRUM_BENCH_JSON")]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -211,6 +233,44 @@ async fn run(cli: Cli) -> Result<()> {
                 eprintln!("warning: this is a debug build; timings are meaningless (use cargo run --release)");
             }
             let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, peers, repeats)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                report.print();
+            }
+        }
+        Command::Bench(BenchCmd::Train { preset, steps, dataset, eval_samples, backend, json }) => {
+            let (name, c) = match (preset, &cli.config) {
+                (Some(name), _) => {
+                    let p = Preset::from_name(&name)
+                        .with_context(|| format!("unknown preset `{name}`: use one of {}", Preset::names()))?;
+                    (name, p.config())
+                }
+                (None, Some(_)) => {
+                    let c = config()?;
+                    (c.preset.name().to_string(), c)
+                }
+                (None, None) => ("small".to_string(), Preset::Small.config()),
+            };
+            if steps == 0 {
+                bail!("--steps must be at least 1");
+            }
+            if cfg!(debug_assertions) {
+                eprintln!("warning: this is a debug build; timings are meaningless (use cargo run --release)");
+            }
+            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+            let dataset = match dataset {
+                Some(url) => Dataset::open(Store::open(&url, &c.storage)?, None).await?,
+                None => {
+                    let tokens = (steps * u64::from(c.training.batch_size) + eval_samples as u64 * 2)
+                        * u64::from(c.data.sequence_length);
+                    eprintln!("making a synthetic dataset in {}", scratch.path().display());
+                    quickstart::synthetic_dataset(scratch.path(), &c, tokens).await?
+                }
+            };
+            dataset.check_config(&c)?;
+            let bench = ferrum::bench::TrainBench { steps, eval_samples, backend };
+            let report = ferrum::bench::train(&c, &dataset, &name, &bench).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -119,3 +119,26 @@ fn snippet(text: &str) -> String {
     let cut: String = flat.chars().take(90).collect();
     format!("\"{cut}…\"")
 }
+
+/// A dataset of synthetic text with at least `tokens` tokens (in the config's tokenizer and
+/// sequence length), prepared in `dir/dataset` (for benchmarks and tests).
+pub async fn synthetic_dataset(dir: &Path, config: &SubnetConfig, tokens: u64) -> Result<Dataset> {
+    let text = dir.join("synthetic.jsonl");
+    // Byte tokens are one per byte; GPT-2 packs about four bytes per token: size for bytes.
+    write_corpus(&text, tokens.max(1 << 16), 7)?;
+    let store = Store::open(&dir.join("dataset").display().to_string(), &config.storage)?;
+    prepare(
+        PrepareJob {
+            inputs: vec![text],
+            tokenizer: Tokenizer::load(&config.data.tokenizer, None)?,
+            sequence_length: config.data.sequence_length,
+            samples_per_shard: 8192,
+            text_field: "text".into(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            progress: false,
+        },
+        &store,
+    )
+    .await?;
+    Ok(Dataset::open(store, None).await?)
+}

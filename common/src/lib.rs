@@ -35,6 +35,8 @@ pub mod parallel;
 pub mod params;
 pub mod payload;
 pub mod storage;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod window;
 
 pub use assignment::{AssignmentError, SampleRequest, assign_samples, random_identity};

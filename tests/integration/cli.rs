@@ -66,3 +66,41 @@ fn damaged_dataset_gives_a_clear_error() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("truncated") && !err.contains("panicked"), "{err}");
 }
+
+/// `bench train` on the test preset: the report is complete and the held-out loss falls. On the
+/// real corpus when FERRUM_CORPUS is set (CI), else on synthetic text.
+#[test]
+fn bench_train_reports_throughput_and_a_falling_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = vec!["bench", "train", "--preset", "test", "--steps", "40", "--eval-samples", "32", "--json"];
+    let dataset = dir.path().join("real");
+    let dataset_arg = dataset.to_str().expect("utf8").to_string();
+    if let Some(corpus) = std::env::var_os("FERRUM_CORPUS") {
+        let input = std::path::Path::new(&corpus).join("train/corpus.jsonl");
+        let prep = ferrum(&[
+            "data",
+            "prepare",
+            "--input",
+            input.to_str().expect("utf8"),
+            "--tokenizer",
+            "bytes",
+            "--sequence-length",
+            "64",
+            "--out",
+            &dataset_arg,
+            "--quiet",
+        ]);
+        assert!(prep.status.success(), "{:?}", text(&prep));
+        args.extend(["--dataset", &dataset_arg]);
+    }
+    let out = ferrum(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
+    assert_eq!(r["steps"], 40);
+    assert!(r["tokens_per_sec"].as_f64().expect("tokens/s") > 0.0);
+    let (start, end) = (r["eval_loss_start"].as_f64().expect("start"), r["eval_loss_end"].as_f64().expect("end"));
+    assert!((start - 320f64.ln()).abs() < 0.2, "genesis loss {start}");
+    assert!(end < start - 1.0, "held-out loss {start} -> {end}");
+    assert_eq!(r["loss_tail"].as_array().map(Vec::len), Some(10));
+}

@@ -1,0 +1,526 @@
+//! `LocalChain`: an in-process dev chain for the quick start and fast tests. It keeps the rules
+//! nodes depend on (registration with a burn, stake, validator permits, weights with subtensor's
+//! validation, commit-reveal, commitments) and pays a Yuma-style incentive each epoch. Like
+//! chopsticks in instant mode, every accepted call is included in a block of its own; a timer
+//! can add empty blocks, and [`LocalChain::advance`] produces them on demand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ferrum_common::Hotkey;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::broadcast;
+
+use crate::commit_reveal::commit_hash;
+use crate::error::ChainError;
+use crate::types::{BlockInfo, Commitment, MAX_COMMITMENT_BYTES, Metagraph, Neuron, SubnetParams};
+use crate::wallet::Keypair;
+use crate::{Chain, weights};
+
+/// Blocks of metagraph history kept for `metagraph(.., Some(block))`.
+const HISTORY_BLOCKS: u64 = 512;
+/// Unrevealed commits one hotkey may hold per subnet (subtensor's limit).
+const MAX_UNREVEALED_COMMITS: usize = 10;
+/// Blocks without weights after which a neuron counts as inactive (subtensor's default cutoff).
+const ACTIVITY_CUTOFF: u64 = 5000;
+
+#[derive(Debug, Clone)]
+struct NeuronState {
+    hotkey: Hotkey,
+    coldkey: Hotkey,
+    stake: u64,
+    permit: bool,
+    incentive: u16,
+    last_update: u64,
+    registered_at: u64,
+    weights: Vec<(u16, u16)>,
+}
+
+#[derive(Debug, Clone)]
+struct Subnet {
+    params: SubnetParams,
+    burn: u64,
+    neurons: Vec<NeuronState>,
+    commitments: HashMap<Hotkey, Commitment>,
+    /// Unrevealed weight commits per hotkey: (hash, epoch of the commit).
+    commits: HashMap<Hotkey, Vec<([u8; 32], u64)>>,
+}
+
+impl Subnet {
+    fn uid(&self, hotkey: &Hotkey) -> Option<u16> {
+        self.neurons.iter().position(|n| &n.hotkey == hotkey).map(|i| i as u16)
+    }
+
+    fn metagraph(&self, netuid: u16, block: u64) -> Metagraph {
+        let neurons = self
+            .neurons
+            .iter()
+            .enumerate()
+            .map(|(uid, n)| Neuron {
+                uid: uid as u16,
+                hotkey: n.hotkey,
+                coldkey: n.coldkey,
+                stake: n.stake,
+                validator_permit: n.permit,
+                incentive: n.incentive,
+                active: block.saturating_sub(n.last_update.max(n.registered_at)) < ACTIVITY_CUTOFF,
+                last_update: n.last_update,
+                registered_at: n.registered_at,
+            })
+            .collect();
+        Metagraph { netuid, block, neurons }
+    }
+
+    /// Yuma-style epoch: permits go to the `max_validators` largest stakes; each miner's
+    /// consensus weight is the stake-weighted median of the permitted validators' normalized
+    /// weights on it; weights above consensus are clipped, and incentive is the stake-weighted
+    /// sum of clipped weights, normalized to 65535.
+    fn epoch(&mut self) {
+        let mut by_stake: Vec<usize> = (0..self.neurons.len()).filter(|&i| self.neurons[i].stake > 0).collect();
+        by_stake.sort_by(|&a, &b| self.neurons[b].stake.cmp(&self.neurons[a].stake).then(a.cmp(&b)));
+        by_stake.truncate(usize::from(self.params.max_validators));
+        for (i, n) in self.neurons.iter_mut().enumerate() {
+            n.permit = by_stake.contains(&i);
+        }
+        let n = self.neurons.len();
+        let total_stake: f64 = by_stake.iter().map(|&v| self.neurons[v].stake as f64).sum();
+        if total_stake == 0.0 {
+            return;
+        }
+        // Row-normalized weights of the permitted validators.
+        let rows: Vec<(f64, Vec<f64>)> = by_stake
+            .iter()
+            .map(|&v| {
+                let mut row = vec![0.0; n];
+                let sum: f64 = self.neurons[v].weights.iter().map(|&(_, w)| f64::from(w)).sum();
+                if sum > 0.0 {
+                    for &(u, w) in &self.neurons[v].weights {
+                        if usize::from(u) < n {
+                            row[usize::from(u)] = f64::from(w) / sum;
+                        }
+                    }
+                }
+                (self.neurons[v].stake as f64 / total_stake, row)
+            })
+            .collect();
+        let mut incentive = vec![0.0; n];
+        for (u, inc) in incentive.iter_mut().enumerate() {
+            let mut column: Vec<(f64, f64)> = rows.iter().map(|(s, r)| (r[u], *s)).collect();
+            column.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // Stake-weighted median (kappa 0.5): the largest weight backed by half the stake.
+            let mut above = 1.0;
+            let mut consensus = 0.0;
+            for (w, s) in &column {
+                if above >= 0.5 {
+                    consensus = *w;
+                }
+                above -= s;
+            }
+            *inc = rows.iter().map(|(s, r)| s * r[u].min(consensus)).sum();
+        }
+        let total: f64 = incentive.iter().sum();
+        for (neuron, inc) in self.neurons.iter_mut().zip(incentive) {
+            neuron.incentive = if total > 0.0 { (inc / total * f64::from(u16::MAX)).round() as u16 } else { 0 };
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    block: u64,
+    hashes: Vec<[u8; 32]>,
+    timestamps: Vec<u64>,
+    balances: HashMap<Hotkey, u64>,
+    subnets: BTreeMap<u16, Subnet>,
+    history: BTreeMap<u64, BTreeMap<u16, Metagraph>>,
+}
+
+/// The in-process dev chain. Cloning gives another handle to the same chain.
+#[derive(Clone)]
+pub struct LocalChain {
+    state: Arc<Mutex<State>>,
+    blocks: broadcast::Sender<BlockInfo>,
+}
+
+impl Default for LocalChain {
+    fn default() -> Self {
+        LocalChain::new()
+    }
+}
+
+impl LocalChain {
+    /// A chain at its genesis block, no subnets, no balances.
+    pub fn new() -> LocalChain {
+        let genesis = sp_crypto_hashing::blake2_256(b"ferrum local chain genesis");
+        let state = State {
+            block: 0,
+            hashes: vec![genesis],
+            timestamps: vec![now_ms()],
+            balances: HashMap::new(),
+            subnets: BTreeMap::new(),
+            history: BTreeMap::new(),
+        };
+        LocalChain { state: Arc::new(Mutex::new(state)), blocks: broadcast::channel(1024).0 }
+    }
+
+    /// Produces an empty block every `interval` until the last handle is dropped (needs a
+    /// tokio runtime).
+    pub fn start_timer(&self, interval: Duration) {
+        let weak = Arc::downgrade(&self.state);
+        let sender = self.blocks.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(state) = weak.upgrade() else { return };
+                let chain = LocalChain { state, blocks: sender.clone() };
+                chain.advance(1);
+            }
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every mutation completes before
+        // anything can panic), so a poisoned lock is still safe to use.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Produces `n` empty blocks (chopsticks' `dev_newBlock`).
+    pub fn advance(&self, n: u64) {
+        for _ in 0..n {
+            let info = {
+                let mut s = self.lock();
+                produce(&mut s)
+            };
+            // No subscribers is fine.
+            let _ = self.blocks.send(info);
+        }
+    }
+
+    /// Credits an account (dev faucet).
+    pub fn fund(&self, account: &Hotkey, rao: u64) {
+        *self.lock().balances.entry(*account).or_default() += rao;
+    }
+
+    /// Creates a subnet (the owner's sudo setup), with `burn` rao per registration.
+    pub fn create_subnet(&self, netuid: u16, params: SubnetParams, burn: u64) {
+        let subnet = Subnet { params, burn, neurons: Vec::new(), commitments: HashMap::new(), commits: HashMap::new() };
+        self.lock().subnets.insert(netuid, subnet);
+        self.advance(1);
+    }
+
+    /// Changes a subnet's hyperparameters (sudo).
+    pub fn set_subnet_params(&self, netuid: u16, params: SubnetParams) -> Result<(), ChainError> {
+        self.lock().subnets.get_mut(&netuid).ok_or(ChainError::NoSubnet { netuid })?.params = params;
+        self.advance(1);
+        Ok(())
+    }
+
+    /// Sets a hotkey's stake on a subnet (dev shortcut for staking).
+    pub fn set_stake(&self, netuid: u16, hotkey: &Hotkey, rao: u64) -> Result<(), ChainError> {
+        {
+            let mut s = self.lock();
+            let subnet = s.subnets.get_mut(&netuid).ok_or(ChainError::NoSubnet { netuid })?;
+            let uid = subnet.uid(hotkey).ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })?;
+            subnet.neurons[usize::from(uid)].stake = rao;
+        }
+        self.advance(1);
+        Ok(())
+    }
+
+    /// Runs `f` on the state and, if it succeeds, includes it in a new block.
+    fn extrinsic<T>(&self, f: impl FnOnce(&mut State, u64) -> Result<T, ChainError>) -> Result<T, ChainError> {
+        let (out, info) = {
+            let mut s = self.lock();
+            // The call executes in the block being built.
+            let block = s.block + 1;
+            let out = f(&mut s, block)?;
+            (out, produce(&mut s))
+        };
+        let _ = self.blocks.send(info);
+        Ok(out)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Seals the next block: epochs of subnets whose epoch turns over, history, hash.
+fn produce(s: &mut State) -> BlockInfo {
+    s.block += 1;
+    let block = s.block;
+    for (&netuid, subnet) in s.subnets.iter_mut() {
+        if subnet.params.epoch(netuid, block) != subnet.params.epoch(netuid, block - 1) {
+            subnet.epoch();
+        }
+    }
+    let snapshot = s.subnets.iter().map(|(&id, sn)| (id, sn.metagraph(id, block))).collect();
+    s.history.insert(block, snapshot);
+    s.history.retain(|&b, _| b + HISTORY_BLOCKS > block);
+    let parent = s.hashes.last().copied().unwrap_or_default();
+    let mut preimage = parent.to_vec();
+    preimage.extend(block.to_le_bytes());
+    let hash = sp_crypto_hashing::blake2_256(&preimage);
+    s.hashes.push(hash);
+    let timestamp_ms = now_ms();
+    s.timestamps.push(timestamp_ms);
+    BlockInfo { number: block, hash, timestamp_ms }
+}
+
+fn subnet_mut(s: &mut State, netuid: u16) -> Result<&mut Subnet, ChainError> {
+    s.subnets.get_mut(&netuid).ok_or(ChainError::NoSubnet { netuid })
+}
+
+fn registered(subnet: &Subnet, netuid: u16, hotkey: &Hotkey) -> Result<u16, ChainError> {
+    subnet.uid(hotkey).ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })
+}
+
+/// The checks and effect shared by `set_weights` and `reveal_weights`.
+fn apply_weights(
+    subnet: &mut Subnet,
+    netuid: u16,
+    uid: u16,
+    uids: &[u16],
+    values: &[u16],
+    version_key: u64,
+    block: u64,
+) -> Result<(), ChainError> {
+    let p = &subnet.params;
+    weights::check_version(p, version_key)?;
+    weights::check(p, netuid, subnet.neurons.len() as u16, uid, uids, values)?;
+    let neuron = &mut subnet.neurons[usize::from(uid)];
+    weights::check_rate(p, neuron.last_update, block)?;
+    // Stored max-upscaled, as subtensor stores them.
+    let max = values.iter().copied().max().unwrap_or(0);
+    neuron.weights = uids
+        .iter()
+        .zip(values)
+        .filter(|(_, v)| **v > 0)
+        .map(|(&u, &v)| (u, (u64::from(v) * u64::from(u16::MAX) / u64::from(max.max(1))) as u16))
+        .collect();
+    neuron.weights.sort_by_key(|(u, _)| *u);
+    neuron.last_update = block;
+    Ok(())
+}
+
+impl Chain for LocalChain {
+    async fn best_block(&self) -> Result<BlockInfo, ChainError> {
+        let s = self.lock();
+        let i = s.block as usize;
+        Ok(BlockInfo { number: s.block, hash: s.hashes[i], timestamp_ms: s.timestamps[i] })
+    }
+
+    async fn block_hash(&self, number: u64) -> Result<[u8; 32], ChainError> {
+        let s = self.lock();
+        s.hashes.get(number as usize).copied().ok_or_else(|| ChainError::Decode(format!("no block {number} yet")))
+    }
+
+    fn blocks(&self) -> BoxStream<'static, Result<BlockInfo, ChainError>> {
+        let rx = self.blocks.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(b) => return Some((Ok(b), rx)),
+                    // A slow reader skips blocks rather than failing: nodes act on the latest.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn subnet_params(&self, netuid: u16) -> Result<SubnetParams, ChainError> {
+        Ok(self.lock().subnets.get(&netuid).ok_or(ChainError::NoSubnet { netuid })?.params.clone())
+    }
+
+    async fn metagraph(&self, netuid: u16, at: Option<u64>) -> Result<Metagraph, ChainError> {
+        let s = self.lock();
+        let subnet = s.subnets.get(&netuid).ok_or(ChainError::NoSubnet { netuid })?;
+        match at {
+            None => Ok(subnet.metagraph(netuid, s.block)),
+            Some(b) => s.history.get(&b).and_then(|m| m.get(&netuid)).cloned().ok_or_else(|| {
+                ChainError::Decode(format!(
+                    "no metagraph of netuid {netuid} at block {b} (kept: last {HISTORY_BLOCKS} blocks)"
+                ))
+            }),
+        }
+    }
+
+    async fn uid_of(&self, netuid: u16, hotkey: &Hotkey) -> Result<Option<u16>, ChainError> {
+        Ok(self.lock().subnets.get(&netuid).ok_or(ChainError::NoSubnet { netuid })?.uid(hotkey))
+    }
+
+    async fn register(&self, coldkey: &Keypair, netuid: u16, hotkey: &Hotkey) -> Result<u16, ChainError> {
+        let payer = coldkey.hotkey();
+        self.extrinsic(|s, block| {
+            let subnet = s.subnets.get(&netuid).ok_or(ChainError::NoSubnet { netuid })?;
+            if subnet.uid(hotkey).is_some() {
+                return Err(ChainError::AlreadyRegistered { hotkey: *hotkey, netuid });
+            }
+            if subnet.neurons.len() >= usize::from(subnet.params.max_uids) {
+                return Err(ChainError::SubnetFull { netuid, max: subnet.params.max_uids });
+            }
+            let burn = subnet.burn;
+            let balance = s.balances.get(&payer).copied().unwrap_or(0);
+            if balance < burn {
+                return Err(ChainError::InsufficientBalance { account: payer, needed: burn, balance });
+            }
+            s.balances.insert(payer, balance - burn);
+            let subnet = subnet_mut(s, netuid)?;
+            subnet.neurons.push(NeuronState {
+                hotkey: *hotkey,
+                coldkey: payer,
+                stake: 0,
+                permit: false,
+                incentive: 0,
+                last_update: 0,
+                registered_at: block,
+                weights: Vec::new(),
+            });
+            Ok(subnet.neurons.len() as u16 - 1)
+        })
+    }
+
+    async fn set_commitment(&self, signer: &Keypair, netuid: u16, data: &[u8]) -> Result<(), ChainError> {
+        if data.len() > MAX_COMMITMENT_BYTES {
+            return Err(ChainError::CommitmentTooLarge { max: MAX_COMMITMENT_BYTES, got: data.len() });
+        }
+        let hotkey = signer.hotkey();
+        self.extrinsic(|s, block| {
+            let subnet = subnet_mut(s, netuid)?;
+            registered(subnet, netuid, &hotkey)?;
+            subnet.commitments.insert(hotkey, Commitment { block, data: data.to_vec() });
+            Ok(())
+        })
+    }
+
+    async fn commitment(&self, netuid: u16, hotkey: &Hotkey) -> Result<Option<Commitment>, ChainError> {
+        Ok(self.lock().subnets.get(&netuid).ok_or(ChainError::NoSubnet { netuid })?.commitments.get(hotkey).cloned())
+    }
+
+    async fn set_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        let hotkey = signer.hotkey();
+        self.extrinsic(|s, block| {
+            let subnet = subnet_mut(s, netuid)?;
+            let uid = registered(subnet, netuid, &hotkey)?;
+            if subnet.params.commit_reveal {
+                return Err(ChainError::CommitRevealEnabled { netuid });
+            }
+            apply_weights(subnet, netuid, uid, uids, values, version_key, block)
+        })
+    }
+
+    async fn commit_weights(&self, signer: &Keypair, netuid: u16, hash: [u8; 32]) -> Result<(), ChainError> {
+        let hotkey = signer.hotkey();
+        self.extrinsic(|s, block| {
+            let subnet = subnet_mut(s, netuid)?;
+            registered(subnet, netuid, &hotkey)?;
+            if !subnet.params.commit_reveal {
+                return Err(ChainError::CommitRevealDisabled { netuid });
+            }
+            let epoch = subnet.params.epoch(netuid, block);
+            let commits = subnet.commits.entry(hotkey).or_default();
+            if commits.len() >= MAX_UNREVEALED_COMMITS {
+                return Err(ChainError::TooManyCommits { max: MAX_UNREVEALED_COMMITS });
+            }
+            commits.push((hash, epoch));
+            Ok(())
+        })
+    }
+
+    async fn reveal_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        let hotkey = signer.hotkey();
+        self.extrinsic(|s, block| {
+            let subnet = subnet_mut(s, netuid)?;
+            let uid = registered(subnet, netuid, &hotkey)?;
+            if !subnet.params.commit_reveal {
+                return Err(ChainError::CommitRevealDisabled { netuid });
+            }
+            let hash = commit_hash(&hotkey, netuid, uids, values, salt, version_key);
+            let p = subnet.params.clone();
+            let now = p.epoch(netuid, block);
+            let commits = subnet.commits.entry(hotkey).or_default();
+            let i =
+                commits.iter().position(|(h, _)| *h == hash).ok_or(ChainError::NoMatchingCommit { hotkey, netuid })?;
+            let reveal_epoch = commits[i].1 + p.reveal_period_epochs;
+            if now < reveal_epoch {
+                return Err(ChainError::RevealTooEarly { from: p.epoch_start(netuid, reveal_epoch) });
+            }
+            if now > reveal_epoch {
+                commits.remove(i);
+                return Err(ChainError::CommitExpired { expired: p.epoch_start(netuid, reveal_epoch + 1) });
+            }
+            commits.remove(i);
+            apply_weights(subnet, netuid, uid, uids, values, version_key, block)
+        })
+    }
+
+    async fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+        let s = self.lock();
+        let subnet = s.subnets.get(&netuid).ok_or(ChainError::NoSubnet { netuid })?;
+        Ok(subnet.neurons.get(usize::from(uid)).map(|n| n.weights.clone()).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn epochs_give_permits_by_stake_and_incentive_by_consensus() {
+        let chain = LocalChain::new();
+        let alice = Keypair::from_secret("//Alice", "test").expect("key");
+        chain.fund(&alice.hotkey(), 100);
+        let params = SubnetParams {
+            tempo: 4,
+            weights_rate_limit: 0,
+            weights_version_key: 0,
+            min_allowed_weights: 1,
+            max_weight_limit: u16::MAX,
+            commit_reveal: false,
+            reveal_period_epochs: 1,
+            max_uids: 8,
+            max_validators: 2,
+        };
+        chain.create_subnet(1, params, 1);
+        let keys: Vec<Keypair> = ["//Bob", "//Charlie", "//Dave", "//Eve"]
+            .iter()
+            .map(|u| Keypair::from_secret(u, "test").expect("key"))
+            .collect();
+        for k in &keys {
+            chain.register(&alice, 1, &k.hotkey()).await.expect("register");
+        }
+        chain.set_stake(1, &keys[0].hotkey(), 3_000).expect("stake");
+        chain.set_stake(1, &keys[1].hotkey(), 1_000).expect("stake");
+        chain.set_stake(1, &keys[2].hotkey(), 10).expect("stake");
+        // The majority validator backs uid 2, the minority one uid 3.
+        chain.set_weights(&keys[0], 1, &[2], &[1], 0).await.expect("weights");
+        chain.set_weights(&keys[1], 1, &[3], &[1], 0).await.expect("weights");
+        chain.advance(5);
+        let m = chain.metagraph(1, None).await.expect("metagraph");
+        let permits: Vec<bool> = m.neurons.iter().map(|n| n.validator_permit).collect();
+        assert_eq!(permits, vec![true, true, false, false], "the two largest stakes");
+        let incentive: Vec<u16> = m.neurons.iter().map(|n| n.incentive).collect();
+        assert_eq!(incentive, vec![0, 0, 65535, 0], "weights without stake-majority backing are clipped");
+    }
+}

@@ -1,0 +1,59 @@
+//! The training core on burn: the LLaMA-style model, the inner loop and evaluation.
+//!
+//! Parameters cross into and out of burn only as flat f32 buffers in `params::layout` order
+//! (stable Hugging Face paths), never by burn's process-local parameter ids; the global model
+//! itself is the plain-f32 [`MasterModel`](crate::model::MasterModel).
+//!
+//! The backend is picked at run time by the [`Device`]: `flex` (CPU) always; `wgpu` and `cuda`
+//! with the cargo features of the same names (the `cuda` build downloads an LLVM bundle, so it
+//! needs network access at build time).
+
+mod inner;
+pub mod llama;
+pub mod schedule;
+
+pub use burn::tensor::Device;
+pub use inner::{Evaluator, StepReport, Trainer};
+
+/// Why training or evaluation cannot go on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    #[error("parameters do not match the config's model layout")]
+    Layout,
+    #[error("empty batch")]
+    EmptyBatch,
+    #[error("sample {index} has {got} tokens, the config's sequence length is {expected}")]
+    SampleLength { index: usize, expected: usize, got: usize },
+    #[error("sample {index} holds token {token}, outside the vocabulary of {vocab}")]
+    Token { index: usize, token: u32, vocab: u32 },
+    #[error("non-finite training state at step {step}: loss {loss}, gradient norm {grad_norm}")]
+    NonFinite { step: u64, loss: f32, grad_norm: f32 },
+    #[error("unknown backend {0:?}: expected flex{extra}", extra = BACKENDS_EXTRA)]
+    UnknownBackend(String),
+    #[error("backend error: {0}")]
+    Backend(String),
+}
+
+#[cfg(all(feature = "wgpu", feature = "cuda"))]
+const BACKENDS_EXTRA: &str = ", wgpu or cuda";
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+const BACKENDS_EXTRA: &str = " or wgpu";
+#[cfg(all(not(feature = "wgpu"), feature = "cuda"))]
+const BACKENDS_EXTRA: &str = " or cuda";
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+const BACKENDS_EXTRA: &str = " (this build has no GPU backend: build with --features wgpu or cuda)";
+
+/// The device for a backend name: `flex`, `wgpu` or `cuda` (the latter two need their feature).
+pub fn device(backend: &str) -> Result<Device, TrainError> {
+    match backend {
+        "flex" | "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        other => Err(TrainError::UnknownBackend(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

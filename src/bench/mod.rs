@@ -1,0 +1,16 @@
+//! `ferrum bench`: throughput of the codec and of training. Build with `--release`: debug
+//! timings mean nothing.
+
+mod codec;
+mod train;
+
+pub use codec::{CodecReport, ShapeResult, codec};
+pub use train::{TrainBench, TrainReport, train};
+
+/// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
