@@ -6,6 +6,7 @@
 pub mod commit_reveal;
 pub mod error;
 pub mod local;
+pub mod subtensor;
 pub mod types;
 pub mod wallet;
 pub mod weights;
@@ -17,6 +18,7 @@ use futures::stream::BoxStream;
 
 pub use error::ChainError;
 pub use local::LocalChain;
+pub use subtensor::SubtensorChain;
 pub use types::{BlockInfo, Commitment, MAX_COMMITMENT_BYTES, Metagraph, Neuron, SubnetParams};
 pub use wallet::{Keypair, WalletError};
 
@@ -29,8 +31,9 @@ pub trait Chain: Send + Sync {
     /// The hash of block `number` (for the random-data seed block).
     fn block_hash(&self, number: u64) -> impl Future<Output = Result<[u8; 32], ChainError>> + Send;
 
-    /// New blocks as they are produced, starting with the next one.
-    fn blocks(&self) -> BoxStream<'static, Result<BlockInfo, ChainError>>;
+    /// Every block from number `from` on, in order, waiting for new ones as they are produced.
+    /// Starting from a number, not "now", lets a node resume exactly where it stopped.
+    fn blocks(&self, from: u64) -> BoxStream<'static, Result<BlockInfo, ChainError>>;
 
     /// A subnet's hyperparameters that govern weights.
     fn subnet_params(&self, netuid: u16) -> impl Future<Output = Result<SubnetParams, ChainError>> + Send;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ferrum_common::Hotkey;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use crate::commit_reveal::commit_hash;
 use crate::error::ChainError;
@@ -141,7 +141,8 @@ struct State {
 #[derive(Clone)]
 pub struct LocalChain {
     state: Arc<Mutex<State>>,
-    blocks: broadcast::Sender<BlockInfo>,
+    /// The latest block number, for block streams to wait on.
+    head: Arc<watch::Sender<u64>>,
 }
 
 impl Default for LocalChain {
@@ -162,22 +163,21 @@ impl LocalChain {
             subnets: BTreeMap::new(),
             history: BTreeMap::new(),
         };
-        LocalChain { state: Arc::new(Mutex::new(state)), blocks: broadcast::channel(1024).0 }
+        LocalChain { state: Arc::new(Mutex::new(state)), head: Arc::new(watch::channel(0).0) }
     }
 
     /// Produces an empty block every `interval` until the last handle is dropped (needs a
     /// tokio runtime).
     pub fn start_timer(&self, interval: Duration) {
         let weak = Arc::downgrade(&self.state);
-        let sender = self.blocks.clone();
+        let head = self.head.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let Some(state) = weak.upgrade() else { return };
-                let chain = LocalChain { state, blocks: sender.clone() };
-                chain.advance(1);
+                LocalChain { state, head: head.clone() }.advance(1);
             }
         });
     }
@@ -195,8 +195,7 @@ impl LocalChain {
                 let mut s = self.lock();
                 produce(&mut s)
             };
-            // No subscribers is fine.
-            let _ = self.blocks.send(info);
+            self.head.send_replace(info.number);
         }
     }
 
@@ -240,7 +239,7 @@ impl LocalChain {
             let out = f(&mut s, block)?;
             (out, produce(&mut s))
         };
-        let _ = self.blocks.send(info);
+        self.head.send_replace(info.number);
         Ok(out)
     }
 }
@@ -319,15 +318,26 @@ impl Chain for LocalChain {
         s.hashes.get(number as usize).copied().ok_or_else(|| ChainError::Decode(format!("no block {number} yet")))
     }
 
-    fn blocks(&self) -> BoxStream<'static, Result<BlockInfo, ChainError>> {
-        let rx = self.blocks.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
+    fn blocks(&self, from: u64) -> BoxStream<'static, Result<BlockInfo, ChainError>> {
+        let chain = self.clone();
+        let rx = self.head.subscribe();
+        futures::stream::unfold((chain, rx, from), |(chain, mut rx, next)| async move {
             loop {
-                match rx.recv().await {
-                    Ok(b) => return Some((Ok(b), rx)),
-                    // A slow reader skips blocks rather than failing: nodes act on the latest.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                let info = {
+                    let s = chain.lock();
+                    let i = next as usize;
+                    (next <= s.block).then(|| BlockInfo {
+                        number: next,
+                        hash: s.hashes[i],
+                        timestamp_ms: s.timestamps[i],
+                    })
+                };
+                if let Some(info) = info {
+                    return Some((Ok(info), (chain, rx, next + 1)));
+                }
+                // The sender lives in `chain`, so it cannot close while we wait.
+                if rx.changed().await.is_err() {
+                    return None;
                 }
             }
         })
@@ -378,7 +388,8 @@ impl Chain for LocalChain {
                 stake: 0,
                 permit: false,
                 incentive: 0,
-                last_update: 0,
+                // As subtensor does: the weights rate limit runs from registration.
+                last_update: block,
                 registered_at: block,
                 weights: Vec::new(),
             });

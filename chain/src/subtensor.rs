@@ -1,0 +1,476 @@
+//! `SubtensorChain`: the [`Chain`] trait over subxt's dynamic API against a node running
+//! Bittensor's subtensor runtime. Metadata is read from the chain at each block, nothing is
+//! generated at build time, so the client follows runtime upgrades.
+//!
+//! Writes are checked first with the same pure rules as [`LocalChain`](crate::LocalChain)
+//! (`weights::check*`), so the common mistakes come back as the same plain errors on both
+//! chains; the runtime's own rejections are mapped from their pallet error names.
+//!
+//! Written against spec 218 (`register`'s `mechid`, `Weights` keyed by netuid). Current mainnet
+//! (spec 4xx) adds a `ChargeTransactionPaymentWrapper` transaction extension that subxt does not
+//! know: submissions there fail with [`ChainError::Connection`] naming the missing extension.
+
+use std::time::Duration;
+
+use ferrum_common::Hotkey;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use sp_core::Pair as _;
+use subxt::dynamic::{self, At, Value};
+use subxt::ext::scale_value::{Composite, ValueDef};
+use subxt::utils::{AccountId32, H256, MultiSignature};
+use subxt::{OnlineClient, PolkadotConfig};
+
+use crate::error::ChainError;
+use crate::types::{BlockInfo, Commitment, MAX_COMMITMENT_BYTES, Metagraph, Neuron, SubnetParams};
+use crate::wallet::Keypair;
+use crate::{Chain, weights};
+
+type Api = OnlineClient<PolkadotConfig>;
+
+const MODULE: &str = "SubtensorModule";
+
+/// subxt's two-method signer over an sp-core sr25519 pair.
+struct Signer(sp_core::sr25519::Pair);
+
+impl subxt::tx::Signer<PolkadotConfig> for Signer {
+    fn account_id(&self) -> AccountId32 {
+        AccountId32(self.0.public().0)
+    }
+
+    fn sign(&self, payload: &[u8]) -> MultiSignature {
+        MultiSignature::Sr25519(self.0.sign(payload).0)
+    }
+}
+
+/// A subtensor node over JSON-RPC (`ws://` or `wss://`).
+#[derive(Clone)]
+pub struct SubtensorChain {
+    api: Api,
+    url: String,
+    timeout: Duration,
+}
+
+fn conn(e: impl std::fmt::Display) -> ChainError {
+    ChainError::Connection(e.to_string())
+}
+
+impl SubtensorChain {
+    /// Connects, retrying with exponential backoff (0.5 s doubling, up to `attempts` tries).
+    pub async fn connect(url: &str, timeout: Duration, attempts: u32) -> Result<SubtensorChain, ChainError> {
+        let mut delay = Duration::from_millis(500);
+        let mut last = String::new();
+        for attempt in 1..=attempts.max(1) {
+            let api = if url.starts_with("ws://") || url.starts_with("http://") {
+                tokio::time::timeout(timeout, Api::from_insecure_url(url)).await
+            } else {
+                tokio::time::timeout(timeout, Api::from_url(url)).await
+            };
+            match api {
+                Ok(Ok(api)) => return Ok(SubtensorChain { api, url: url.to_string(), timeout }),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("no answer within {} s", timeout.as_secs()),
+            }
+            tracing::warn!(url, attempt, error = %last, "chain connection failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+        Err(ChainError::Connection(format!("{url}: {last}")))
+    }
+
+    /// Number, hash and timestamp of one block.
+    async fn block_info(&self, number: u64) -> Result<BlockInfo, ChainError> {
+        let at = self.at(Some(number)).await?;
+        let timestamp_ms: u64 = fetch(&at, "Timestamp", "Now", ()).await?;
+        Ok(BlockInfo { number, hash: at.block_hash().0, timestamp_ms })
+    }
+
+    /// The URL this client talks to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying client, for dev tooling (sudo setup in tests).
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    async fn timed<T>(&self, call: &str, f: impl Future<Output = Result<T, ChainError>>) -> Result<T, ChainError> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .unwrap_or_else(|_| Err(ChainError::Timeout { call: call.to_string(), secs: self.timeout.as_secs() }))
+    }
+
+    async fn at(
+        &self,
+        block: Option<u64>,
+    ) -> Result<
+        subxt::client::ClientAtBlock<PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>,
+        ChainError,
+    > {
+        match block {
+            None => self.api.at_current_block().await.map_err(conn),
+            Some(n) => self.api.at_block(n).await.map_err(conn),
+        }
+    }
+
+    /// Reads one storage value at the latest block (the default when absent).
+    async fn read<K, V>(&self, entry: &str, keys: K) -> Result<V, ChainError>
+    where
+        K: subxt::ext::frame_decode::storage::IntoEncodableValues
+            + subxt::ext::frame_decode::storage::IntoDecodableValues,
+        V: subxt::ext::scale_decode::DecodeAsType,
+    {
+        let at = self.at(None).await?;
+        fetch(&at, MODULE, entry, keys).await
+    }
+
+    /// Signs, submits and waits for inclusion; a failed dispatch becomes a plain error.
+    pub async fn submit(&self, signer: &Keypair, pallet: &str, call: &str, args: Vec<Value>) -> Result<(), ChainError> {
+        let label = format!("{pallet}.{call}");
+        let payload = dynamic::tx(pallet, call, Composite::unnamed(args));
+        let signer = Signer(signer.pair().clone());
+        self.timed(&label, async {
+            let mut tx = self.api.tx().await.map_err(conn)?;
+            let progress =
+                tx.sign_and_submit_then_watch_default(&payload, &signer).await.map_err(|e| submit_error(&label, e))?;
+            progress.wait_for_finalized_success().await.map_err(|e| dispatch_error(&label, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn uid_or_err(&self, netuid: u16, hotkey: &Hotkey) -> Result<u16, ChainError> {
+        self.uid_of(netuid, hotkey).await?.ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })
+    }
+
+    /// The same pre-flight rules as the dev chain, so mistakes never cost a transaction.
+    async fn preflight_weights(
+        &self,
+        netuid: u16,
+        hotkey: &Hotkey,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+        rate_limited: bool,
+    ) -> Result<SubnetParams, ChainError> {
+        let uid = self.uid_or_err(netuid, hotkey).await?;
+        let p = self.subnet_params(netuid).await?;
+        weights::check_version(&p, version_key)?;
+        let n: u16 = self.read("SubnetworkN", (netuid,)).await?;
+        weights::check(&p, netuid, n, uid, uids, values)?;
+        if rate_limited {
+            let last: Vec<u64> = self.read("LastUpdate", (netuid,)).await?;
+            let now = self.best_block().await?.number;
+            // The extrinsic executes in the next block.
+            weights::check_rate(&p, last.get(usize::from(uid)).copied().unwrap_or(0), now + 1)?;
+        }
+        Ok(p)
+    }
+}
+
+async fn fetch<K, V>(
+    at: &subxt::client::ClientAtBlock<PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>,
+    pallet: &str,
+    entry: &str,
+    keys: K,
+) -> Result<V, ChainError>
+where
+    K: subxt::ext::frame_decode::storage::IntoEncodableValues + subxt::ext::frame_decode::storage::IntoDecodableValues,
+    V: subxt::ext::scale_decode::DecodeAsType,
+{
+    let addr = dynamic::storage::<K, V>(pallet, entry);
+    let value =
+        at.storage().fetch(addr, keys).await.map_err(|e| ChainError::Decode(format!("{pallet}.{entry}: {e}")))?;
+    value.decode().map_err(|e| ChainError::Decode(format!("{pallet}.{entry}: {e}")))
+}
+
+fn submit_error(call: &str, e: impl std::fmt::Display) -> ChainError {
+    let text = e.to_string();
+    if text.contains("ChargeTransactionPaymentWrapper") || text.contains("transaction extension") {
+        return ChainError::Connection(format!(
+            "{call}: this runtime needs a transaction extension subxt does not know ({text}); spec 4xx mainnet is not supported yet"
+        ));
+    }
+    ChainError::Dispatch { call: call.to_string(), pallet: "pool".into(), error: text }
+}
+
+fn dispatch_error(call: &str, e: subxt::error::TransactionFinalizedSuccessError) -> ChainError {
+    // Module errors print as "Pallet::Error" with their docs; keep the names.
+    let text = e.to_string();
+    let (pallet, error) = match text.split_once("::") {
+        Some((p, rest)) => (
+            p.rsplit(' ').next().unwrap_or(p).trim_matches(|c: char| !c.is_alphanumeric()).to_string(),
+            rest.split(|c: char| !c.is_alphanumeric()).next().unwrap_or(rest).to_string(),
+        ),
+        None => ("runtime".into(), text.clone()),
+    };
+    ChainError::Dispatch { call: call.to_string(), pallet, error }
+}
+
+/// The first enum value inside `v`, looking through the newtype and vector wrappers
+/// (`BoundedVec<Data>` decodes as a composite holding a composite).
+fn first_variant(mut v: &Value) -> Option<&subxt::ext::scale_value::Variant<()>> {
+    loop {
+        match &v.value {
+            ValueDef::Variant(var) => return Some(var),
+            ValueDef::Composite(c) => v = c.values().next()?,
+            _ => return None,
+        }
+    }
+}
+
+fn bytes_of(v: &Value) -> Option<Vec<u8>> {
+    match &v.value {
+        ValueDef::Composite(c) => c
+            .values()
+            .map(|x| match &x.value {
+                ValueDef::Primitive(p) => p.as_u128().and_then(|n| u8::try_from(n).ok()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+impl Chain for SubtensorChain {
+    async fn best_block(&self) -> Result<BlockInfo, ChainError> {
+        self.timed("best_block", async {
+            let at = self.at(None).await?;
+            let timestamp_ms: u64 = fetch(&at, "Timestamp", "Now", ()).await?;
+            Ok(BlockInfo { number: at.block_number(), hash: at.block_hash().0, timestamp_ms })
+        })
+        .await
+    }
+
+    async fn block_hash(&self, number: u64) -> Result<[u8; 32], ChainError> {
+        self.timed("block_hash", async { Ok(self.at(Some(number)).await?.block_hash().0) }).await
+    }
+
+    /// Polls the best block every quarter second and yields each block from `from` on, so a
+    /// dropped connection can never skip or repeat a window boundary.
+    fn blocks(&self, from: u64) -> BoxStream<'static, Result<BlockInfo, ChainError>> {
+        let chain = self.clone();
+        futures::stream::unfold((chain, from), |(chain, next)| async move {
+            loop {
+                match chain.best_block().await {
+                    Ok(best) if best.number == next => return Some((Ok(best), (chain, next + 1))),
+                    Ok(best) if best.number > next => {
+                        return Some((chain.block_info(next).await, (chain, next + 1)));
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                    Err(e) => return Some((Err(e), (chain, next))),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn subnet_params(&self, netuid: u16) -> Result<SubnetParams, ChainError> {
+        self.timed("subnet_params", async {
+            let at = self.at(None).await?;
+            let exists: bool = fetch(&at, MODULE, "NetworksAdded", (netuid,)).await?;
+            if !exists {
+                return Err(ChainError::NoSubnet { netuid });
+            }
+            Ok(SubnetParams {
+                tempo: fetch(&at, MODULE, "Tempo", (netuid,)).await?,
+                weights_rate_limit: fetch(&at, MODULE, "WeightsSetRateLimit", (netuid,)).await?,
+                weights_version_key: fetch(&at, MODULE, "WeightsVersionKey", (netuid,)).await?,
+                min_allowed_weights: fetch(&at, MODULE, "MinAllowedWeights", (netuid,)).await?,
+                max_weight_limit: fetch(&at, MODULE, "MaxWeightsLimit", (netuid,)).await?,
+                commit_reveal: fetch(&at, MODULE, "CommitRevealWeightsEnabled", (netuid,)).await?,
+                reveal_period_epochs: fetch(&at, MODULE, "RevealPeriodEpochs", (netuid,)).await?,
+                max_uids: fetch(&at, MODULE, "MaxAllowedUids", (netuid,)).await?,
+                max_validators: fetch(&at, MODULE, "MaxAllowedValidators", (netuid,)).await?,
+            })
+        })
+        .await
+    }
+
+    async fn metagraph(&self, netuid: u16, at: Option<u64>) -> Result<Metagraph, ChainError> {
+        self.timed("metagraph", async {
+            let at = self.at(at).await?;
+            let n: u16 = fetch(&at, MODULE, "SubnetworkN", (netuid,)).await?;
+            let permits: Vec<bool> = fetch(&at, MODULE, "ValidatorPermit", (netuid,)).await?;
+            let incentive: Vec<u16> = fetch(&at, MODULE, "Incentive", (netuid,)).await?;
+            let active: Vec<bool> = fetch(&at, MODULE, "Active", (netuid,)).await?;
+            let last_update: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (netuid,)).await?;
+            let mut neurons = Vec::with_capacity(usize::from(n));
+            for uid in 0..n {
+                let hotkey: [u8; 32] = fetch(&at, MODULE, "Keys", (netuid, uid)).await?;
+                let coldkey: [u8; 32] = fetch(&at, MODULE, "Owner", (hotkey,)).await?;
+                let stake: u64 = fetch(&at, MODULE, "TotalHotkeyAlpha", (hotkey, netuid)).await?;
+                let registered_at: u64 = fetch(&at, MODULE, "BlockAtRegistration", (netuid, uid)).await?;
+                let i = usize::from(uid);
+                neurons.push(Neuron {
+                    uid,
+                    hotkey: Hotkey(hotkey),
+                    coldkey: Hotkey(coldkey),
+                    stake,
+                    validator_permit: permits.get(i).copied().unwrap_or(false),
+                    incentive: incentive.get(i).copied().unwrap_or(0),
+                    active: active.get(i).copied().unwrap_or(false),
+                    last_update: last_update.get(i).copied().unwrap_or(0),
+                    registered_at,
+                });
+            }
+            Ok(Metagraph { netuid, block: at.block_number(), neurons })
+        })
+        .await
+    }
+
+    async fn uid_of(&self, netuid: u16, hotkey: &Hotkey) -> Result<Option<u16>, ChainError> {
+        self.timed("uid_of", async {
+            let at = self.at(None).await?;
+            let addr = dynamic::storage::<(u16, [u8; 32]), u16>(MODULE, "Uids");
+            let v = at
+                .storage()
+                .try_fetch(addr, (netuid, hotkey.0))
+                .await
+                .map_err(|e| ChainError::Decode(format!("Uids: {e}")))?;
+            v.map(|v| v.decode().map_err(|e| ChainError::Decode(format!("Uids: {e}")))).transpose()
+        })
+        .await
+    }
+
+    async fn register(&self, coldkey: &Keypair, netuid: u16, hotkey: &Hotkey) -> Result<u16, ChainError> {
+        if self.uid_of(netuid, hotkey).await?.is_some() {
+            return Err(ChainError::AlreadyRegistered { hotkey: *hotkey, netuid });
+        }
+        self.submit(
+            coldkey,
+            MODULE,
+            "burned_register",
+            vec![Value::u128(u128::from(netuid)), Value::from_bytes(hotkey.0)],
+        )
+        .await?;
+        self.uid_or_err(netuid, hotkey).await
+    }
+
+    async fn set_commitment(&self, signer: &Keypair, netuid: u16, data: &[u8]) -> Result<(), ChainError> {
+        if data.len() > MAX_COMMITMENT_BYTES {
+            return Err(ChainError::CommitmentTooLarge { max: MAX_COMMITMENT_BYTES, got: data.len() });
+        }
+        self.uid_or_err(netuid, &signer.hotkey()).await?;
+        // `Data` is encoded by hand in the pallet; its type info names one variant per length.
+        let field = Value::unnamed_variant(format!("Raw{}", data.len()), [Value::from_bytes(data)]);
+        let info = Value::named_composite([("fields", Value::unnamed_composite([field]))]);
+        self.submit(signer, "Commitments", "set_commitment", vec![Value::u128(u128::from(netuid)), info]).await
+    }
+
+    async fn commitment(&self, netuid: u16, hotkey: &Hotkey) -> Result<Option<Commitment>, ChainError> {
+        self.timed("commitment", async {
+            let at = self.at(None).await?;
+            let addr = dynamic::storage::<(u16, [u8; 32]), Value>("Commitments", "CommitmentOf");
+            let Some(v) = at
+                .storage()
+                .try_fetch(addr, (netuid, hotkey.0))
+                .await
+                .map_err(|e| ChainError::Decode(format!("CommitmentOf: {e}")))?
+            else {
+                return Ok(None);
+            };
+            let v: Value = v.decode().map_err(|e| ChainError::Decode(format!("CommitmentOf: {e}")))?;
+            let bad = || ChainError::Decode("CommitmentOf: not a single raw field".into());
+            let block = v.at("block").and_then(|b| b.as_u128()).ok_or_else(bad)? as u64;
+            let fields = v.at("info").and_then(|i| i.at("fields")).ok_or_else(bad)?;
+            let data = match first_variant(fields) {
+                Some(var) if var.name.starts_with("Raw") => {
+                    var.values.values().next().and_then(bytes_of).ok_or_else(bad)?
+                }
+                _ => return Err(bad()),
+            };
+            Ok(Some(Commitment { block, data }))
+        })
+        .await
+    }
+
+    async fn set_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        let p = self.preflight_weights(netuid, &signer.hotkey(), uids, values, version_key, true).await?;
+        if p.commit_reveal {
+            return Err(ChainError::CommitRevealEnabled { netuid });
+        }
+        let args =
+            vec![Value::u128(u128::from(netuid)), u16s(uids), u16s(values), Value::u128(u128::from(version_key))];
+        self.submit(signer, MODULE, "set_weights", args).await
+    }
+
+    async fn commit_weights(&self, signer: &Keypair, netuid: u16, hash: [u8; 32]) -> Result<(), ChainError> {
+        self.uid_or_err(netuid, &signer.hotkey()).await?;
+        if !self.subnet_params(netuid).await?.commit_reveal {
+            return Err(ChainError::CommitRevealDisabled { netuid });
+        }
+        let args = vec![Value::u128(u128::from(netuid)), Value::from_bytes(H256(hash).0)];
+        self.submit(signer, MODULE, "commit_weights", args).await
+    }
+
+    async fn reveal_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        let p = self.preflight_weights(netuid, &signer.hotkey(), uids, values, version_key, false).await?;
+        if !p.commit_reveal {
+            return Err(ChainError::CommitRevealDisabled { netuid });
+        }
+        // The commit's reveal range, as the pallet stores it: (hash, commit block, first reveal
+        // block, last reveal block).
+        let hotkey = signer.hotkey();
+        let at = self.at(None).await?;
+        let addr = dynamic::storage::<(u16, [u8; 32]), Vec<([u8; 32], u64, u64, u64)>>(MODULE, "WeightCommits");
+        let commits = match at
+            .storage()
+            .try_fetch(addr, (netuid, hotkey.0))
+            .await
+            .map_err(|e| ChainError::Decode(format!("WeightCommits: {e}")))?
+        {
+            Some(v) => v.decode().map_err(|e| ChainError::Decode(format!("WeightCommits: {e}")))?,
+            None => Vec::new(),
+        };
+        let hash = crate::commit_reveal::commit_hash(&hotkey, netuid, uids, values, salt, version_key);
+        let &(_, _, first, last) =
+            commits.iter().find(|c| c.0 == hash).ok_or(ChainError::NoMatchingCommit { hotkey, netuid })?;
+        let next = at.block_number() + 1;
+        if next < first {
+            return Err(ChainError::RevealTooEarly { from: first });
+        }
+        if next > last {
+            return Err(ChainError::CommitExpired { expired: last + 1 });
+        }
+        let args = vec![
+            Value::u128(u128::from(netuid)),
+            u16s(uids),
+            u16s(values),
+            u16s(salt),
+            Value::u128(u128::from(version_key)),
+        ];
+        self.submit(signer, MODULE, "reveal_weights", args).await.map_err(|e| match e {
+            ChainError::Dispatch { error, .. }
+                if error == "InvalidRevealCommitHashNotMatch" || error == "NoWeightsCommitFound" =>
+            {
+                ChainError::NoMatchingCommit { hotkey: signer.hotkey(), netuid }
+            }
+            other => other,
+        })
+    }
+
+    async fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+        self.read("Weights", (netuid, uid)).await
+    }
+}
+
+fn u16s(v: &[u16]) -> Value {
+    Value::unnamed_composite(v.iter().map(|&x| Value::u128(u128::from(x))))
+}
