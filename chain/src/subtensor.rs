@@ -56,26 +56,31 @@ fn conn(e: impl std::fmt::Display) -> ChainError {
 }
 
 impl SubtensorChain {
-    /// Connects, retrying with exponential backoff (0.5 s doubling, up to `attempts` tries).
+    /// Connects through subxt's reconnecting RPC client: the first connection and every
+    /// reconnection after a drop retry with exponential backoff (0.5 s doubling to 30 s, at most
+    /// `attempts` tries each time); every request is bounded by `timeout`.
     pub async fn connect(url: &str, timeout: Duration, attempts: u32) -> Result<SubtensorChain, ChainError> {
-        let mut delay = Duration::from_millis(500);
-        let mut last = String::new();
-        for attempt in 1..=attempts.max(1) {
-            let api = if url.starts_with("ws://") || url.starts_with("http://") {
-                tokio::time::timeout(timeout, Api::from_insecure_url(url)).await
-            } else {
-                tokio::time::timeout(timeout, Api::from_url(url)).await
-            };
-            match api {
-                Ok(Ok(api)) => return Ok(SubtensorChain { api, url: url.to_string(), timeout }),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = format!("no answer within {} s", timeout.as_secs()),
-            }
-            tracing::warn!(url, attempt, error = %last, "chain connection failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
-        }
-        Err(ChainError::Connection(format!("{url}: {last}")))
+        use subxt::rpcs::client::reconnecting_rpc_client::{ExponentialBackoff, RpcClient};
+        let policy = ExponentialBackoff::from_millis(2)
+            .factor(250)
+            .max_delay(Duration::from_secs(30))
+            .take(attempts.max(1) as usize);
+        let connecting = async {
+            let rpc = RpcClient::builder()
+                .retry_policy(policy)
+                .request_timeout(timeout)
+                .connection_timeout(timeout)
+                .build(url)
+                .await
+                .map_err(|e| ChainError::Connection(format!("{url}: {e}")))?;
+            Api::from_rpc_client(rpc).await.map_err(|e| ChainError::Connection(format!("{url}: {e}")))
+        };
+        // The whole connection attempt, retries included, is bounded too.
+        let budget = timeout * (attempts.max(1) + 1) + Duration::from_secs(30 * u64::from(attempts));
+        let api = tokio::time::timeout(budget, connecting)
+            .await
+            .map_err(|_| ChainError::Connection(format!("{url}: no connection within {} s", budget.as_secs())))??;
+        Ok(SubtensorChain { api, url: url.to_string(), timeout })
     }
 
     /// Number, hash and timestamp of one block.
@@ -121,8 +126,11 @@ impl SubtensorChain {
             + subxt::ext::frame_decode::storage::IntoDecodableValues,
         V: subxt::ext::scale_decode::DecodeAsType,
     {
-        let at = self.at(None).await?;
-        fetch(&at, MODULE, entry, keys).await
+        self.timed(entry, async {
+            let at = self.at(None).await?;
+            fetch(&at, MODULE, entry, keys).await
+        })
+        .await
     }
 
     /// Signs, submits and waits for inclusion; a failed dispatch becomes a plain error.
@@ -473,4 +481,24 @@ impl Chain for SubtensorChain {
 
 fn u16s(v: &[u16]) -> Value {
     Value::unnamed_composite(v.iter().map(|&x| Value::u128(u128::from(x))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_a_plain_connection_error_after_retries() {
+        // Bind then drop a listener: the port is free and nothing answers on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let url = format!("ws://127.0.0.1:{port}");
+        let err = SubtensorChain::connect(&url, Duration::from_secs(2), 2).await.err().expect("nothing listens");
+        assert!(matches!(&err, ChainError::Connection(m) if m.contains(&url)), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_transaction_extension_is_reported_as_such() {
+        let e = submit_error("X.y", "Transaction extension ChargeTransactionPaymentWrapper not found");
+        assert!(matches!(e, ChainError::Connection(m) if m.contains("spec 4xx")));
+    }
 }

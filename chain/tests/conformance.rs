@@ -413,6 +413,36 @@ mod subtensor {
         )*};
     }
 
+    /// The client checks weights before submitting them; this holds those checks to the
+    /// runtime's own rejections by submitting the calls raw.
+    #[tokio::test]
+    async fn the_runtime_rejects_what_the_client_checks() {
+        let h = Subtensor::new().await;
+        let uids = register_three(&h).await;
+        let mut p = params();
+        p.weights_version_key = 5;
+        h.configure(p).await;
+        let raw = |who: &str, version: u64| {
+            let args = vec![
+                u(h.netuid),
+                Value::unnamed_composite([u(uids[1])]),
+                Value::unnamed_composite([u(1u16)]),
+                u(version),
+            ];
+            let (chain, signer) = (h.chain.clone(), key(who));
+            async move { chain.submit(&signer, "SubtensorModule", "set_weights", args).await }
+        };
+        let name = |r: Result<(), ChainError>| match r {
+            Err(ChainError::Dispatch { error, .. }) => error,
+            other => panic!("expected a runtime rejection, got {other:?}"),
+        };
+        assert_eq!(name(raw("//Bob", 4).await), "IncorrectWeightVersionKey");
+        raw("//Bob", 5).await.expect("accepted");
+        assert_eq!(name(raw("//Bob", 5).await), "SettingWeightsTooFast");
+        let unregistered = name(raw("//Eve", 5).await);
+        assert!(unregistered.contains("NotRegistered"), "{unregistered}");
+    }
+
     cases!(
         register_and_read_the_metagraph,
         commitments_round_trip,
