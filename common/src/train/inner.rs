@@ -21,6 +21,11 @@ pub struct StepReport {
 }
 
 /// A trainable copy of the model with its optimizer state.
+///
+/// Keep a trainer on one OS thread for its whole life (a dedicated thread fed by a channel, not
+/// a fresh `spawn_blocking` per step): moved between threads, glibc spreads its buffers over
+/// per-thread malloc arenas and resident memory grows by hundreds of MB per step
+/// (docs/performance.md).
 pub struct Trainer {
     config: SubnetConfig,
     shape: Shape,
