@@ -45,6 +45,8 @@ pub enum ChainError {
     CommitmentTooLarge { max: usize, got: usize },
     #[error("account {account} cannot pay {needed} rao (balance {balance})")]
     InsufficientBalance { account: Hotkey, needed: u64, balance: u64 },
+    #[error("block {number} is not available: {reason}")]
+    NoBlock { number: u64, reason: String },
     #[error("chain call timed out after {secs} s: {call}")]
     Timeout { call: String, secs: u64 },
     #[error("chain connection: {0}")]

@@ -278,6 +278,20 @@ fn registered(subnet: &Subnet, netuid: u16, hotkey: &Hotkey) -> Result<u16, Chai
     subnet.uid(hotkey).ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })
 }
 
+/// The subnet and the caller's uid for a weights call, after the checks every weights call
+/// shares: the caller is registered and the commit-reveal setting matches the call.
+fn weights_caller<'a>(
+    s: &'a mut State,
+    netuid: u16,
+    hotkey: &Hotkey,
+    commit_reveal_call: bool,
+) -> Result<(&'a mut Subnet, u16), ChainError> {
+    let subnet = subnet_mut(s, netuid)?;
+    let uid = registered(subnet, netuid, hotkey)?;
+    weights::check_mode(&subnet.params, netuid, commit_reveal_call)?;
+    Ok((subnet, uid))
+}
+
 /// The checks and effect shared by `set_weights` and `reveal_weights`.
 fn apply_weights(
     subnet: &mut Subnet,
@@ -315,7 +329,10 @@ impl Chain for LocalChain {
 
     async fn block_hash(&self, number: u64) -> Result<[u8; 32], ChainError> {
         let s = self.lock();
-        s.hashes.get(number as usize).copied().ok_or_else(|| ChainError::Decode(format!("no block {number} yet")))
+        s.hashes
+            .get(number as usize)
+            .copied()
+            .ok_or_else(|| ChainError::NoBlock { number, reason: "not produced yet".into() })
     }
 
     fn blocks(&self, from: u64) -> BoxStream<'static, Result<BlockInfo, ChainError>> {
@@ -354,9 +371,12 @@ impl Chain for LocalChain {
         match at {
             None => Ok(subnet.metagraph(netuid, s.block)),
             Some(b) => s.history.get(&b).and_then(|m| m.get(&netuid)).cloned().ok_or_else(|| {
-                ChainError::Decode(format!(
-                    "no metagraph of netuid {netuid} at block {b} (kept: last {HISTORY_BLOCKS} blocks)"
-                ))
+                let reason = if b > s.block {
+                    "not produced yet".to_string()
+                } else {
+                    format!("the dev chain keeps the last {HISTORY_BLOCKS} blocks")
+                };
+                ChainError::NoBlock { number: b, reason }
             }),
         }
     }
@@ -424,11 +444,7 @@ impl Chain for LocalChain {
     ) -> Result<(), ChainError> {
         let hotkey = signer.hotkey();
         self.extrinsic(|s, block| {
-            let subnet = subnet_mut(s, netuid)?;
-            let uid = registered(subnet, netuid, &hotkey)?;
-            if subnet.params.commit_reveal {
-                return Err(ChainError::CommitRevealEnabled { netuid });
-            }
+            let (subnet, uid) = weights_caller(s, netuid, &hotkey, false)?;
             apply_weights(subnet, netuid, uid, uids, values, version_key, block)
         })
     }
@@ -436,11 +452,7 @@ impl Chain for LocalChain {
     async fn commit_weights(&self, signer: &Keypair, netuid: u16, hash: [u8; 32]) -> Result<(), ChainError> {
         let hotkey = signer.hotkey();
         self.extrinsic(|s, block| {
-            let subnet = subnet_mut(s, netuid)?;
-            registered(subnet, netuid, &hotkey)?;
-            if !subnet.params.commit_reveal {
-                return Err(ChainError::CommitRevealDisabled { netuid });
-            }
+            let (subnet, _) = weights_caller(s, netuid, &hotkey, true)?;
             let epoch = subnet.params.epoch(netuid, block);
             let commits = subnet.commits.entry(hotkey).or_default();
             if commits.len() >= MAX_UNREVEALED_COMMITS {
@@ -462,11 +474,7 @@ impl Chain for LocalChain {
     ) -> Result<(), ChainError> {
         let hotkey = signer.hotkey();
         self.extrinsic(|s, block| {
-            let subnet = subnet_mut(s, netuid)?;
-            let uid = registered(subnet, netuid, &hotkey)?;
-            if !subnet.params.commit_reveal {
-                return Err(ChainError::CommitRevealDisabled { netuid });
-            }
+            let (subnet, uid) = weights_caller(s, netuid, &hotkey, true)?;
             let hash = commit_hash(&hotkey, netuid, uids, values, salt, version_key);
             let p = subnet.params.clone();
             let now = p.epoch(netuid, block);

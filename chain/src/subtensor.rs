@@ -16,7 +16,7 @@ use ferrum_common::Hotkey;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use sp_core::Pair as _;
-use subxt::dynamic::{self, At, Value};
+use subxt::dynamic::{self, At as _, Value};
 use subxt::ext::scale_value::{Composite, ValueDef};
 use subxt::utils::{AccountId32, H256, MultiSignature};
 use subxt::{OnlineClient, PolkadotConfig};
@@ -27,6 +27,7 @@ use crate::wallet::Keypair;
 use crate::{Chain, weights};
 
 type Api = OnlineClient<PolkadotConfig>;
+type AtBlock = subxt::client::ClientAtBlock<PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>;
 
 const MODULE: &str = "SubtensorModule";
 
@@ -106,31 +107,11 @@ impl SubtensorChain {
             .unwrap_or_else(|_| Err(ChainError::Timeout { call: call.to_string(), secs: self.timeout.as_secs() }))
     }
 
-    async fn at(
-        &self,
-        block: Option<u64>,
-    ) -> Result<
-        subxt::client::ClientAtBlock<PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>,
-        ChainError,
-    > {
+    async fn at(&self, block: Option<u64>) -> Result<AtBlock, ChainError> {
         match block {
             None => self.api.at_current_block().await.map_err(conn),
             Some(n) => self.api.at_block(n).await.map_err(conn),
         }
-    }
-
-    /// Reads one storage value at the latest block (the default when absent).
-    async fn read<K, V>(&self, entry: &str, keys: K) -> Result<V, ChainError>
-    where
-        K: subxt::ext::frame_decode::storage::IntoEncodableValues
-            + subxt::ext::frame_decode::storage::IntoDecodableValues,
-        V: subxt::ext::scale_decode::DecodeAsType,
-    {
-        self.timed(entry, async {
-            let at = self.at(None).await?;
-            fetch(&at, MODULE, entry, keys).await
-        })
-        .await
     }
 
     /// Signs, submits and waits for inclusion; a failed dispatch becomes a plain error.
@@ -152,37 +133,76 @@ impl SubtensorChain {
         self.uid_of(netuid, hotkey).await?.ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })
     }
 
-    /// The same pre-flight rules as the dev chain, so mistakes never cost a transaction.
-    async fn preflight_weights(
+    /// The pre-flight of every weights call, read at one block: the caller is registered and the
+    /// subnet's commit-reveal setting matches the call. Returns that block, the subnet's params
+    /// and the caller's uid.
+    async fn weights_caller(
         &self,
         netuid: u16,
         hotkey: &Hotkey,
+        commit_reveal_call: bool,
+    ) -> Result<(AtBlock, SubnetParams, u16), ChainError> {
+        let at = self.at(None).await?;
+        let p = params_at(&at, netuid).await?;
+        let uid = uid_at(&at, netuid, hotkey).await?.ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })?;
+        weights::check_mode(&p, netuid, commit_reveal_call)?;
+        Ok((at, p, uid))
+    }
+
+    /// The dev chain's rules for the weights themselves, so mistakes never cost a transaction.
+    async fn check_weights(
+        at: &AtBlock,
+        p: &SubnetParams,
+        netuid: u16,
+        uid: u16,
         uids: &[u16],
         values: &[u16],
         version_key: u64,
-        rate_limited: bool,
-    ) -> Result<SubnetParams, ChainError> {
-        let uid = self.uid_or_err(netuid, hotkey).await?;
-        let p = self.subnet_params(netuid).await?;
-        weights::check_version(&p, version_key)?;
-        let n: u16 = self.read("SubnetworkN", (netuid,)).await?;
-        weights::check(&p, netuid, n, uid, uids, values)?;
-        if rate_limited {
-            let last: Vec<u64> = self.read("LastUpdate", (netuid,)).await?;
-            let now = self.best_block().await?.number;
-            // The extrinsic executes in the next block.
-            weights::check_rate(&p, last.get(usize::from(uid)).copied().unwrap_or(0), now + 1)?;
-        }
-        Ok(p)
+    ) -> Result<(), ChainError> {
+        weights::check_version(p, version_key)?;
+        let n: u16 = fetch(at, MODULE, "SubnetworkN", (netuid,)).await?;
+        weights::check(p, netuid, n, uid, uids, values)
     }
 }
 
-async fn fetch<K, V>(
-    at: &subxt::client::ClientAtBlock<PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>,
-    pallet: &str,
-    entry: &str,
-    keys: K,
-) -> Result<V, ChainError>
+async fn params_at(at: &AtBlock, netuid: u16) -> Result<SubnetParams, ChainError> {
+    let exists: bool = fetch(at, MODULE, "NetworksAdded", (netuid,)).await?;
+    if !exists {
+        return Err(ChainError::NoSubnet { netuid });
+    }
+    Ok(SubnetParams {
+        tempo: fetch(at, MODULE, "Tempo", (netuid,)).await?,
+        weights_rate_limit: fetch(at, MODULE, "WeightsSetRateLimit", (netuid,)).await?,
+        weights_version_key: fetch(at, MODULE, "WeightsVersionKey", (netuid,)).await?,
+        min_allowed_weights: fetch(at, MODULE, "MinAllowedWeights", (netuid,)).await?,
+        max_weight_limit: fetch(at, MODULE, "MaxWeightsLimit", (netuid,)).await?,
+        commit_reveal: fetch(at, MODULE, "CommitRevealWeightsEnabled", (netuid,)).await?,
+        reveal_period_epochs: fetch(at, MODULE, "RevealPeriodEpochs", (netuid,)).await?,
+        max_uids: fetch(at, MODULE, "MaxAllowedUids", (netuid,)).await?,
+        max_validators: fetch(at, MODULE, "MaxAllowedValidators", (netuid,)).await?,
+    })
+}
+
+async fn uid_at(at: &AtBlock, netuid: u16, hotkey: &Hotkey) -> Result<Option<u16>, ChainError> {
+    try_fetch(at, MODULE, "Uids", (netuid, hotkey.0)).await
+}
+
+/// A storage value that may be absent (no default applied).
+async fn try_fetch<K, V>(at: &AtBlock, pallet: &str, entry: &str, keys: K) -> Result<Option<V>, ChainError>
+where
+    K: subxt::ext::frame_decode::storage::IntoEncodableValues + subxt::ext::frame_decode::storage::IntoDecodableValues,
+    V: subxt::ext::scale_decode::DecodeAsType,
+{
+    let err = |e: &dyn std::fmt::Display| ChainError::Decode(format!("{pallet}.{entry}: {e}"));
+    let addr = dynamic::storage::<K, V>(pallet, entry);
+    match at.storage().try_fetch(addr, keys).await.map_err(|e| err(&e))? {
+        Some(v) => v.decode().map(Some).map_err(|e| err(&e)),
+        None => Ok(None),
+    }
+}
+
+/// A storage value, or its default when absent.
+async fn fetch<K, V>(at: &AtBlock, pallet: &str, entry: &str, keys: K) -> Result<V, ChainError>
 where
     K: subxt::ext::frame_decode::storage::IntoEncodableValues + subxt::ext::frame_decode::storage::IntoDecodableValues,
     V: subxt::ext::scale_decode::DecodeAsType,
@@ -203,15 +223,18 @@ fn submit_error(call: &str, e: impl std::fmt::Display) -> ChainError {
     ChainError::Dispatch { call: call.to_string(), pallet: "pool".into(), error: text }
 }
 
+/// A failed dispatch as `Pallet.Error` from the metadata; a lost connection as such.
 fn dispatch_error(call: &str, e: subxt::error::TransactionFinalizedSuccessError) -> ChainError {
-    // Module errors print as "Pallet::Error" with their docs; keep the names.
-    let text = e.to_string();
-    let (pallet, error) = match text.split_once("::") {
-        Some((p, rest)) => (
-            p.rsplit(' ').next().unwrap_or(p).trim_matches(|c: char| !c.is_alphanumeric()).to_string(),
-            rest.split(|c: char| !c.is_alphanumeric()).next().unwrap_or(rest).to_string(),
-        ),
-        None => ("runtime".into(), text.clone()),
+    use subxt::error::{DispatchError, TransactionEventsError, TransactionFinalizedSuccessError as Failed};
+    let (pallet, error) = match &e {
+        Failed::SuccessError(TransactionEventsError::ExtrinsicFailed(DispatchError::Module(m))) => match m.details() {
+            Ok(d) => (d.pallet.name().to_string(), d.variant.name.clone()),
+            Err(_) => ("runtime".to_string(), m.to_string()),
+        },
+        Failed::SuccessError(TransactionEventsError::ExtrinsicFailed(other)) => {
+            ("runtime".to_string(), other.to_string())
+        }
+        _ => return ChainError::Connection(format!("{call}: {e}")),
     };
     ChainError::Dispatch { call: call.to_string(), pallet, error }
 }
@@ -275,25 +298,7 @@ impl Chain for SubtensorChain {
     }
 
     async fn subnet_params(&self, netuid: u16) -> Result<SubnetParams, ChainError> {
-        self.timed("subnet_params", async {
-            let at = self.at(None).await?;
-            let exists: bool = fetch(&at, MODULE, "NetworksAdded", (netuid,)).await?;
-            if !exists {
-                return Err(ChainError::NoSubnet { netuid });
-            }
-            Ok(SubnetParams {
-                tempo: fetch(&at, MODULE, "Tempo", (netuid,)).await?,
-                weights_rate_limit: fetch(&at, MODULE, "WeightsSetRateLimit", (netuid,)).await?,
-                weights_version_key: fetch(&at, MODULE, "WeightsVersionKey", (netuid,)).await?,
-                min_allowed_weights: fetch(&at, MODULE, "MinAllowedWeights", (netuid,)).await?,
-                max_weight_limit: fetch(&at, MODULE, "MaxWeightsLimit", (netuid,)).await?,
-                commit_reveal: fetch(&at, MODULE, "CommitRevealWeightsEnabled", (netuid,)).await?,
-                reveal_period_epochs: fetch(&at, MODULE, "RevealPeriodEpochs", (netuid,)).await?,
-                max_uids: fetch(&at, MODULE, "MaxAllowedUids", (netuid,)).await?,
-                max_validators: fetch(&at, MODULE, "MaxAllowedValidators", (netuid,)).await?,
-            })
-        })
-        .await
+        self.timed("subnet_params", async { params_at(&self.at(None).await?, netuid).await }).await
     }
 
     async fn metagraph(&self, netuid: u16, at: Option<u64>) -> Result<Metagraph, ChainError> {
@@ -329,17 +334,7 @@ impl Chain for SubtensorChain {
     }
 
     async fn uid_of(&self, netuid: u16, hotkey: &Hotkey) -> Result<Option<u16>, ChainError> {
-        self.timed("uid_of", async {
-            let at = self.at(None).await?;
-            let addr = dynamic::storage::<(u16, [u8; 32]), u16>(MODULE, "Uids");
-            let v = at
-                .storage()
-                .try_fetch(addr, (netuid, hotkey.0))
-                .await
-                .map_err(|e| ChainError::Decode(format!("Uids: {e}")))?;
-            v.map(|v| v.decode().map_err(|e| ChainError::Decode(format!("Uids: {e}")))).transpose()
-        })
-        .await
+        self.timed("uid_of", async { uid_at(&self.at(None).await?, netuid, hotkey).await }).await
     }
 
     async fn register(&self, coldkey: &Keypair, netuid: u16, hotkey: &Hotkey) -> Result<u16, ChainError> {
@@ -370,16 +365,10 @@ impl Chain for SubtensorChain {
     async fn commitment(&self, netuid: u16, hotkey: &Hotkey) -> Result<Option<Commitment>, ChainError> {
         self.timed("commitment", async {
             let at = self.at(None).await?;
-            let addr = dynamic::storage::<(u16, [u8; 32]), Value>("Commitments", "CommitmentOf");
-            let Some(v) = at
-                .storage()
-                .try_fetch(addr, (netuid, hotkey.0))
-                .await
-                .map_err(|e| ChainError::Decode(format!("CommitmentOf: {e}")))?
+            let Some(v): Option<Value> = try_fetch(&at, "Commitments", "CommitmentOf", (netuid, hotkey.0)).await?
             else {
                 return Ok(None);
             };
-            let v: Value = v.decode().map_err(|e| ChainError::Decode(format!("CommitmentOf: {e}")))?;
             let bad = || ChainError::Decode("CommitmentOf: not a single raw field".into());
             let block = v.at("block").and_then(|b| b.as_u128()).ok_or_else(bad)? as u64;
             let fields = v.at("info").and_then(|i| i.at("fields")).ok_or_else(bad)?;
@@ -402,20 +391,21 @@ impl Chain for SubtensorChain {
         values: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        let p = self.preflight_weights(netuid, &signer.hotkey(), uids, values, version_key, true).await?;
-        if p.commit_reveal {
-            return Err(ChainError::CommitRevealEnabled { netuid });
-        }
+        self.timed("set_weights pre-flight", async {
+            let (at, p, uid) = self.weights_caller(netuid, &signer.hotkey(), false).await?;
+            Self::check_weights(&at, &p, netuid, uid, uids, values, version_key).await?;
+            let last: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (netuid,)).await?;
+            // The extrinsic executes in the next block.
+            weights::check_rate(&p, last.get(usize::from(uid)).copied().unwrap_or(0), at.block_number() + 1)
+        })
+        .await?;
         let args =
             vec![Value::u128(u128::from(netuid)), u16s(uids), u16s(values), Value::u128(u128::from(version_key))];
         self.submit(signer, MODULE, "set_weights", args).await
     }
 
     async fn commit_weights(&self, signer: &Keypair, netuid: u16, hash: [u8; 32]) -> Result<(), ChainError> {
-        self.uid_or_err(netuid, &signer.hotkey()).await?;
-        if !self.subnet_params(netuid).await?.commit_reveal {
-            return Err(ChainError::CommitRevealDisabled { netuid });
-        }
+        self.timed("commit_weights pre-flight", self.weights_caller(netuid, &signer.hotkey(), true)).await?;
         let args = vec![Value::u128(u128::from(netuid)), Value::from_bytes(H256(hash).0)];
         self.submit(signer, MODULE, "commit_weights", args).await
     }
@@ -429,34 +419,26 @@ impl Chain for SubtensorChain {
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        let p = self.preflight_weights(netuid, &signer.hotkey(), uids, values, version_key, false).await?;
-        if !p.commit_reveal {
-            return Err(ChainError::CommitRevealDisabled { netuid });
-        }
-        // The commit's reveal range, as the pallet stores it: (hash, commit block, first reveal
-        // block, last reveal block).
         let hotkey = signer.hotkey();
-        let at = self.at(None).await?;
-        let addr = dynamic::storage::<(u16, [u8; 32]), Vec<([u8; 32], u64, u64, u64)>>(MODULE, "WeightCommits");
-        let commits = match at
-            .storage()
-            .try_fetch(addr, (netuid, hotkey.0))
-            .await
-            .map_err(|e| ChainError::Decode(format!("WeightCommits: {e}")))?
-        {
-            Some(v) => v.decode().map_err(|e| ChainError::Decode(format!("WeightCommits: {e}")))?,
-            None => Vec::new(),
-        };
-        let hash = crate::commit_reveal::commit_hash(&hotkey, netuid, uids, values, salt, version_key);
-        let &(_, _, first, last) =
-            commits.iter().find(|c| c.0 == hash).ok_or(ChainError::NoMatchingCommit { hotkey, netuid })?;
-        let next = at.block_number() + 1;
-        if next < first {
-            return Err(ChainError::RevealTooEarly { from: first });
-        }
-        if next > last {
-            return Err(ChainError::CommitExpired { expired: last + 1 });
-        }
+        self.timed("reveal_weights pre-flight", async {
+            let (at, p, uid) = self.weights_caller(netuid, &hotkey, true).await?;
+            Self::check_weights(&at, &p, netuid, uid, uids, values, version_key).await?;
+            // The pallet keeps (hash, commit block, first reveal block, last reveal block).
+            let commits: Vec<([u8; 32], u64, u64, u64)> =
+                try_fetch(&at, MODULE, "WeightCommits", (netuid, hotkey.0)).await?.unwrap_or_default();
+            let hash = crate::commit_reveal::commit_hash(&hotkey, netuid, uids, values, salt, version_key);
+            let &(_, _, first, last) =
+                commits.iter().find(|c| c.0 == hash).ok_or(ChainError::NoMatchingCommit { hotkey, netuid })?;
+            let next = at.block_number() + 1;
+            if next < first {
+                return Err(ChainError::RevealTooEarly { from: first });
+            }
+            if next > last {
+                return Err(ChainError::CommitExpired { expired: last + 1 });
+            }
+            Ok(())
+        })
+        .await?;
         let args = vec![
             Value::u128(u128::from(netuid)),
             u16s(uids),
@@ -464,18 +446,11 @@ impl Chain for SubtensorChain {
             u16s(salt),
             Value::u128(u128::from(version_key)),
         ];
-        self.submit(signer, MODULE, "reveal_weights", args).await.map_err(|e| match e {
-            ChainError::Dispatch { error, .. }
-                if error == "InvalidRevealCommitHashNotMatch" || error == "NoWeightsCommitFound" =>
-            {
-                ChainError::NoMatchingCommit { hotkey: signer.hotkey(), netuid }
-            }
-            other => other,
-        })
+        self.submit(signer, MODULE, "reveal_weights", args).await
     }
 
     async fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
-        self.read("Weights", (netuid, uid)).await
+        self.timed("weights", async { fetch(&self.at(None).await?, MODULE, "Weights", (netuid, uid)).await }).await
     }
 }
 

@@ -85,6 +85,16 @@ pub fn check(
     Ok(())
 }
 
+/// The commit-reveal rule: direct weights only with commit-reveal off, commits and reveals
+/// only with it on.
+pub fn check_mode(params: &SubnetParams, netuid: u16, commit_reveal_call: bool) -> Result<(), ChainError> {
+    match (params.commit_reveal, commit_reveal_call) {
+        (true, false) => Err(ChainError::CommitRevealEnabled { netuid }),
+        (false, true) => Err(ChainError::CommitRevealDisabled { netuid }),
+        _ => Ok(()),
+    }
+}
+
 /// The version key rule: any key when the subnet's is 0, else at least the subnet's.
 pub fn check_version(params: &SubnetParams, version_key: u64) -> Result<(), ChainError> {
     if params.weights_version_key != 0 && version_key < params.weights_version_key {
@@ -93,8 +103,8 @@ pub fn check_version(params: &SubnetParams, version_key: u64) -> Result<(), Chai
     Ok(())
 }
 
-/// The rate limit: a neuron that last set weights at `last_update` (0: never) may set them
-/// again from `last_update + weights_rate_limit`.
+/// The rate limit: a neuron whose `last_update` is that block (its last weights, or its
+/// registration; 0: never) may set weights again from `last_update + weights_rate_limit`.
 pub fn check_rate(params: &SubnetParams, last_update: u64, now: u64) -> Result<(), ChainError> {
     let next_allowed = last_update + params.weights_rate_limit;
     if last_update != 0 && now < next_allowed {
@@ -161,6 +171,13 @@ mod tests {
         assert_eq!(check_version(&v, 6), Err(ChainError::VersionKey { required: 7, got: 6 }));
         check_version(&v, 8).expect("newer keys pass");
         check_version(&p, 0).expect("no key required");
+
+        let mut cr = p.clone();
+        cr.commit_reveal = true;
+        assert_eq!(check_mode(&cr, 1, false), Err(ChainError::CommitRevealEnabled { netuid: 1 }));
+        assert_eq!(check_mode(&p, 1, true), Err(ChainError::CommitRevealDisabled { netuid: 1 }));
+        check_mode(&cr, 1, true).expect("commit with commit-reveal on");
+        check_mode(&p, 1, false).expect("set with commit-reveal off");
 
         check_rate(&p, 0, 1).expect("first time");
         assert_eq!(check_rate(&p, 10, 14), Err(ChainError::TooFast { next_allowed: 15 }));

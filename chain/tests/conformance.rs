@@ -176,6 +176,27 @@ async fn blocks_stream_and_hashes<H: Harness>(h: &H) {
     assert_eq!(replay, vec![start.number, start.number + 1, start.number + 2]);
 }
 
+/// Every conformance case as a `#[tokio::test]` against the harness that `$harness` builds (an
+/// expression, awaited inside the test where it is async).
+macro_rules! conformance_suite {
+    ($harness:expr) => {
+        conformance_suite!(@cases $harness;
+            register_and_read_the_metagraph,
+            commitments_round_trip,
+            set_weights_and_read_them_back,
+            weight_errors_are_plain,
+            commit_then_reveal,
+            blocks_stream_and_hashes
+        );
+    };
+    (@cases $harness:expr; $($case:ident),*) => {$(
+        #[tokio::test]
+        async fn $case() {
+            super::$case(&$harness).await;
+        }
+    )*};
+}
+
 mod local {
     use super::*;
     use ferrum_chain::LocalChain;
@@ -209,23 +230,7 @@ mod local {
         }
     }
 
-    macro_rules! cases {
-        ($($case:ident),*) => {$(
-            #[tokio::test]
-            async fn $case() {
-                super::$case(&Local::new()).await;
-            }
-        )*};
-    }
-
-    cases!(
-        register_and_read_the_metagraph,
-        commitments_round_trip,
-        set_weights_and_read_them_back,
-        weight_errors_are_plain,
-        commit_then_reveal,
-        blocks_stream_and_hashes
-    );
+    conformance_suite!(Local::new());
 
     #[tokio::test]
     async fn registration_costs_the_burn() {
@@ -404,15 +409,6 @@ mod subtensor {
         }
     }
 
-    macro_rules! cases {
-        ($($case:ident),*) => {$(
-            #[tokio::test]
-            async fn $case() {
-                super::$case(&Subtensor::new().await).await;
-            }
-        )*};
-    }
-
     /// The client checks weights before submitting them; this holds those checks to the
     /// runtime's own rejections by submitting the calls raw.
     #[tokio::test]
@@ -443,12 +439,5 @@ mod subtensor {
         assert!(unregistered.contains("NotRegistered"), "{unregistered}");
     }
 
-    cases!(
-        register_and_read_the_metagraph,
-        commitments_round_trip,
-        set_weights_and_read_them_back,
-        weight_errors_are_plain,
-        commit_then_reveal,
-        blocks_stream_and_hashes
-    );
+    conformance_suite!(Subtensor::new().await);
 }

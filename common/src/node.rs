@@ -44,6 +44,16 @@ impl NodeContext {
         Ok(NodeContext { namespace: Namespace::new(netuid, &config_hash), config, config_hash, store, dataset })
     }
 
+    /// What every node does first: [`open`](Self::open), then [`probe_store`](Self::probe_store),
+    /// logging each result.
+    pub async fn preflight(config: SubnetConfig, netuid: u16, hotkey: &Hotkey) -> Result<NodeContext, NodeError> {
+        let ctx = NodeContext::open(config, netuid).await?;
+        tracing::info!(config_hash = %ctx.config_hash, namespace = ctx.namespace.as_str(), "config loaded");
+        ctx.probe_store(hotkey).await?;
+        tracing::info!(store = ctx.store.location(), "bucket is writable");
+        Ok(ctx)
+    }
+
     /// Writes, reads back and deletes a small object under the namespace, proving the node can
     /// write its bucket before it spends a window training.
     pub async fn probe_store(&self, hotkey: &Hotkey) -> Result<(), NodeError> {

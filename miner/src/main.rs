@@ -53,10 +53,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn check(config: SubnetConfig, netuid: u16, uid: u16, hotkey: &Hotkey, window: u64) -> Result<()> {
     let span = tracing::info_span!("miner", window, uid, hotkey = %hotkey);
     let _entered = span.enter();
-    let ctx = NodeContext::open(config, netuid).await?;
-    info!(config_hash = %ctx.config_hash, namespace = ctx.namespace.as_str(), "config loaded");
-    ctx.probe_store(hotkey).await?;
-    info!(store = ctx.store.location(), "bucket is writable");
+    let ctx = NodeContext::preflight(config, netuid, hotkey).await?;
     let req = SampleRequest { dataset: ctx.dataset.id(), netuid, window, uid, hotkey };
     let samples = assign_samples(&req, ctx.config.samples_per_window(), ctx.dataset.num_samples())?;
     let read = ctx.dataset.samples(&samples).await?;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use ferrum_common::model::MasterModel;
-use ferrum_common::train::{Evaluator, Trainer};
+use ferrum_common::train::Trainer;
 use ferrum_common::{Dataset, SubnetConfig};
 use serde::Serialize;
 
@@ -60,27 +60,22 @@ pub async fn train(config: &SubnetConfig, dataset: &Dataset, name: &str, bench: 
     let eval_idx: Vec<u64> = (train_n..total).collect();
     let heldout = dataset.samples(&eval_idx).await.context("reading held-out samples")?;
 
-    // All batches are read first so that training runs start to finish on one thread: moving
-    // the trainer between pool threads lets glibc spread its buffers over per-thread arenas,
-    // and resident memory then grows by hundreds of MB per step.
-    let mut batches = Vec::with_capacity(bench.steps as usize);
-    for step in 0..bench.steps {
-        let idx: Vec<u64> = (0..batch).map(|i| (step * batch + i) % train_n).collect();
-        batches.push(dataset.samples(&idx).await.with_context(|| format!("reading samples for step {step}"))?);
-    }
+    // All samples are read first so that training runs start to finish on one thread (see
+    // `Trainer`).
+    let idx: Vec<u64> = (0..bench.steps * batch).map(|i| i % train_n).collect();
+    let samples = dataset.samples(&idx).await.context("reading training samples")?;
     let device = ferrum_common::train::device(&bench.backend)?;
     let c = config.clone();
+    let (bench_steps, t_batch) = (bench.steps as usize, batch as usize);
     let (eval_loss_start, eval_loss_end, losses, timed) =
         tokio::task::spawn_blocking(move || -> Result<(f32, f32, Vec<f32>, f64)> {
-            let master = MasterModel::genesis(&c);
-            let evaluator = Evaluator::new(&c, &device);
-            let start = evaluator.mean_loss(&master, &heldout)?;
-            let mut trainer = Trainer::new(&c, &master, &device)?;
-            let mut losses = Vec::with_capacity(batches.len());
+            let mut trainer = Trainer::new(&c, &MasterModel::genesis(&c), &device)?;
+            let start = trainer.evaluate(&heldout)?;
+            let mut losses = Vec::with_capacity(bench_steps);
             let mut timed = 0.0f64;
-            for (step, samples) in batches.iter().enumerate() {
+            for (step, batch) in samples.chunks(t_batch).enumerate() {
                 let started = Instant::now();
-                let report = trainer.step(samples, step as u64)?;
+                let report = trainer.step(batch, step as u64)?;
                 // The first step includes one-time setup (allocations, thread pool start).
                 if step > 0 {
                     timed += started.elapsed().as_secs_f64();
@@ -94,9 +89,7 @@ pub async fn train(config: &SubnetConfig, dataset: &Dataset, name: &str, bench: 
                     "step"
                 );
             }
-            let model = MasterModel { specs: master.specs, tensors: trainer.export()? };
-            let end = evaluator.mean_loss(&model, &heldout)?;
-            Ok((start, end, losses, timed))
+            Ok((start, trainer.evaluate(&heldout)?, losses, timed))
         })
         .await??;
 

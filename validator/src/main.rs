@@ -58,10 +58,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn check(config: SubnetConfig, netuid: u16, hotkey: &Hotkey, window: u64, seed: &[u8; 32]) -> Result<()> {
     let span = tracing::info_span!("validator", window, hotkey = %hotkey);
     let _entered = span.enter();
-    let ctx = NodeContext::open(config, netuid).await?;
-    info!(config_hash = %ctx.config_hash, namespace = ctx.namespace.as_str(), "config loaded");
-    ctx.probe_store(hotkey).await?;
-    info!(store = ctx.store.location(), "bucket is writable");
+    let ctx = NodeContext::preflight(config, netuid, hotkey).await?;
     let (uid, pseudo) = random_identity(seed);
     let req = SampleRequest { dataset: ctx.dataset.id(), netuid, window, uid, hotkey: &pseudo };
     let count = u64::from(ctx.config.gauntlet.random_eval_samples);

@@ -33,6 +33,8 @@ pub struct Trainer {
     rope: Rope,
     model: Llama,
     optim: ModuleOptimizer,
+    /// Evaluation of the current parameters, on the non-autodiff device.
+    evaluator: Evaluator,
 }
 
 impl Trainer {
@@ -51,6 +53,7 @@ impl Trainer {
         Ok(Trainer {
             rope: Rope::new(&shape, config.data.sequence_length as usize, &device),
             model: Llama::from_values(&config.model, &master.tensors, None, &device),
+            evaluator: Evaluator::new(config, &device),
             config: config.clone(),
             shape,
             device,
@@ -74,6 +77,7 @@ impl Trainer {
 
     /// Pseudo-gradient: `start − current`, per tensor, in protocol order.
     pub fn pseudo_gradient(&self, start: &MasterModel) -> Result<Vec<Vec<f32>>, TrainError> {
+        check_layout(&self.config, start)?;
         let now = self.export()?;
         Ok(start.tensors.iter().zip(now).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect())
     }
@@ -151,10 +155,7 @@ impl Trainer {
 
     /// Mean loss of the current parameters over `samples` (no autodiff).
     pub fn evaluate(&self, samples: &[Vec<u32>]) -> Result<f32, TrainError> {
-        let model = self.model.valid();
-        let device = self.device.clone().inner();
-        let rope = Rope::new(&self.shape, self.rope.len(), &device);
-        mean_loss(&model, &self.config, &self.shape, &rope, samples, &device)
+        self.evaluator.module_loss(&self.model.valid(), samples)
     }
 }
 
@@ -188,31 +189,21 @@ impl Evaluator {
     /// Mean next-token loss of `model` over `samples`, in micro-batches.
     pub fn mean_loss(&self, model: &MasterModel, samples: &[Vec<u32>]) -> Result<f32, TrainError> {
         check_layout(&self.config, model)?;
-        let llama = Llama::from_values(&self.config.model, &model.tensors, None, &self.device);
-        mean_loss(&llama, &self.config, &self.shape, &self.rope, samples, &self.device)
+        self.module_loss(&Llama::from_values(&self.config.model, &model.tensors, None, &self.device), samples)
     }
-}
 
-fn mean_loss(
-    model: &Llama,
-    config: &SubnetConfig,
-    shape: &Shape,
-    rope: &Rope,
-    samples: &[Vec<u32>],
-    device: &Device,
-) -> Result<f32, TrainError> {
-    if samples.is_empty() {
-        return Err(TrainError::EmptyBatch);
+    /// The same for a model already on this evaluator's device.
+    fn module_loss(&self, model: &Llama, samples: &[Vec<u32>]) -> Result<f32, TrainError> {
+        check_batch(samples, self.config.data.sequence_length as usize, self.config.model.vocab_size)?;
+        let micro = self.config.training.micro_batch_size.max(1) as usize;
+        let mut total = 0.0f64;
+        for chunk in samples.chunks(micro) {
+            let tokens = token_batch(&chunk.iter().map(Vec::as_slice).collect::<Vec<_>>(), &self.device);
+            let loss: Tensor<1> = model.loss(tokens, &self.shape, &self.rope);
+            total += f64::from(loss.into_scalar::<f32>()) * chunk.len() as f64;
+        }
+        Ok((total / samples.len() as f64) as f32)
     }
-    check_batch(samples, config.data.sequence_length as usize, config.model.vocab_size)?;
-    let micro = config.training.micro_batch_size.max(1) as usize;
-    let mut total = 0.0f64;
-    for chunk in samples.chunks(micro) {
-        let tokens = token_batch(&chunk.iter().map(Vec::as_slice).collect::<Vec<_>>(), device);
-        let loss: Tensor<1> = model.loss(tokens, shape, rope);
-        total += f64::from(loss.into_scalar::<f32>()) * chunk.len() as f64;
-    }
-    Ok((total / samples.len() as f64) as f32)
 }
 
 fn check_layout(config: &SubnetConfig, master: &MasterModel) -> Result<(), TrainError> {

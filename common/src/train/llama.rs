@@ -93,7 +93,6 @@ impl Shape {
 /// every backend starts from the same numbers.
 #[derive(Debug, Clone)]
 pub struct Rope {
-    len: usize,
     cos: Tensor<4>,
     sin: Tensor<4>,
 }
@@ -115,17 +114,7 @@ impl Rope {
             }
         }
         let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, len, d]), device);
-        Rope { len, cos: table(cos), sin: table(sin) }
-    }
-
-    /// Positions covered.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+        Rope { cos: table(cos), sin: table(sin) }
     }
 
     /// x·cos + rotate_half(x)·sin over `[b, heads, t, head_dim]`, t ≤ len.
