@@ -1,5 +1,6 @@
 //! `ferrum`: the subnet owner's and developer's tool.
 
+use ferrum_common::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use ferrum_common::storage::Store;
 use ferrum_common::{Dataset, Hotkey, Preset, SubnetConfig};
 
 #[derive(Parser)]
-#[command(name = "ferrum", version, about = "Ferrum subnet tool: config, data, storage")]
+#[command(name = "ferrum", version, about = "Ferrum subnet tool: config, data, benchmarks, quick start")]
 struct Cli {
     /// Subnet config file (JSON); the `small` preset's defaults when absent.
     #[arg(long, global = true, env = "FERRUM_CONFIG")]
@@ -201,19 +202,19 @@ async fn run(cli: Cli) -> Result<()> {
                     .config(),
                 (None, _) => config()?,
             };
-            println!("{}", c.to_pretty_json());
+            outln!("{}", c.to_pretty_json())?;
         }
         Command::Config(ConfigCmd::Check { file }) => {
             let c = SubnetConfig::load(&file)?;
             let params = ferrum_common::params::count(&c.model) as f64 / 1e6;
-            println!(
+            outln!(
                 "{}: valid (preset {}, {params:.2} M parameters, config hash {})",
                 file.display(),
                 c.preset.name(),
                 c.hash()
-            );
+            )?;
         }
-        Command::Config(ConfigCmd::Hash) => println!("{}", config()?.hash()),
+        Command::Config(ConfigCmd::Hash) => outln!("{}", config()?.hash())?,
         Command::Data(cmd) => data(cmd, &config()?).await?,
         Command::Bench(BenchCmd::Codec { preset, peers, repeats, dct, json }) => {
             let mut c = match (preset, &cli.config) {
@@ -234,9 +235,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, peers, repeats)).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                report.print();
+                report.print()?;
             }
         }
         Command::Bench(BenchCmd::Train { preset, steps, dataset, eval_samples, backend, json }) => {
@@ -260,7 +261,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
             let dataset = match dataset {
-                Some(url) => Dataset::open(Store::open(&url, &c.storage)?, None).await?,
+                Some(url) => Dataset::open_url(&url, &c.storage).await?,
                 None => {
                     let tokens = (steps * u64::from(c.training.batch_size) + eval_samples as u64 * 2)
                         * u64::from(c.data.sequence_length);
@@ -272,9 +273,9 @@ async fn run(cli: Cli) -> Result<()> {
             let bench = ferrum::bench::TrainBench { steps, eval_samples, backend };
             let report = ferrum::bench::train(&c, &dataset, &name, &bench).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                report.print();
+                report.print()?;
             }
         }
         Command::Quickstart { dir, corpus_mb } => quickstart::run(&dir, corpus_mb, cli.config.as_deref()).await?,
@@ -284,8 +285,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn open_dataset(arg: &DatasetArg, config: &SubnetConfig) -> Result<Dataset> {
     let url = arg.dataset.as_deref().unwrap_or(&config.storage.dataset_url);
-    let store = Store::open(url, &config.storage)?;
-    Ok(Dataset::open(store, None).await?)
+    Ok(Dataset::open_url(url, &config.storage).await?)
 }
 
 async fn data(cmd: DataCmd, config: &SubnetConfig) -> Result<()> {
@@ -302,34 +302,34 @@ async fn data(cmd: DataCmd, config: &SubnetConfig) -> Result<()> {
                 progress: !a.quiet,
             };
             let r = prepare::prepare(job, &out).await?;
-            println!("dataset id     {}", r.id);
-            println!("location       {}", out.location());
-            println!("tokenizer      {} (vocab {})", r.manifest.tokenizer.id, r.manifest.tokenizer.vocab_size);
-            println!("documents      {}", r.documents);
-            println!(
+            outln!("dataset id     {}", r.id)?;
+            outln!("location       {}", out.location())?;
+            outln!("tokenizer      {} (vocab {})", r.manifest.tokenizer.id, r.manifest.tokenizer.vocab_size)?;
+            outln!("documents      {}", r.documents)?;
+            outln!(
                 "samples        {} of {} tokens ({} tokens, {} shards)",
                 r.manifest.total_samples,
                 r.manifest.sequence_length,
                 r.manifest.total_tokens,
                 r.manifest.shards.len()
-            );
-            println!("dropped tail   {} tokens", r.dropped_tokens);
+            )?;
+            outln!("dropped tail   {} tokens", r.dropped_tokens)?;
         }
         DataCmd::Synth { out, bytes, seed } => {
             let docs = synth::write_corpus(&out, bytes, seed)?;
-            println!("{}: {docs} documents", out.display());
+            outln!("{}: {docs} documents", out.display())?;
         }
         DataCmd::Verify(arg) => {
             let ds = open_dataset(&arg, config).await?;
             let bytes = ds.verify().await?;
-            println!("dataset {}: {} shards, {bytes} bytes, every hash matches", ds.id(), ds.manifest().shards.len());
+            outln!("dataset {}: {} shards, {bytes} bytes, every hash matches", ds.id(), ds.manifest().shards.len())?;
         }
         DataCmd::Sample { dataset, index, tokenizer } => {
             let ds = open_dataset(&dataset, config).await?;
             let tokens = ds.sample(index).await?;
-            println!("{tokens:?}");
+            outln!("{tokens:?}")?;
             if let Some(spec) = tokenizer {
-                println!("{}", tokenizer::Tokenizer::load(&spec, None)?.decode(&tokens));
+                outln!("{}", tokenizer::Tokenizer::load(&spec, None)?.decode(&tokens))?;
             }
         }
         DataCmd::Assign { dataset, netuid, window, uid, hotkey, count } => {
@@ -341,7 +341,7 @@ async fn data(cmd: DataCmd, config: &SubnetConfig) -> Result<()> {
             }
             let req = SampleRequest { dataset: ds.id(), netuid, window, uid, hotkey: &hotkey };
             let samples = assign_samples(&req, count, ds.num_samples())?;
-            println!("{}", serde_json::to_string(&samples)?);
+            outln!("{}", serde_json::to_string(&samples)?)?;
         }
     }
     Ok(())

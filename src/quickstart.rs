@@ -5,6 +5,7 @@
 //! hash and namespace, each dev miner's assignment for a window, the window's random data, and
 //! verified samples read back through the storage layer.
 
+use ferrum_common::outln;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -30,16 +31,17 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     config.storage.url = dir.join("store").display().to_string();
     config.storage.dataset_url = dir.join("dataset").display().to_string();
 
-    println!("1. generating {corpus_mb} MiB of synthetic text in {}", dir.join("corpus").display());
+    outln!("1. generating {corpus_mb} MiB of synthetic text in {}", dir.join("corpus").display())?;
     let train_txt = dir.join("corpus/train.jsonl");
     let heldout_txt = dir.join("corpus/heldout.jsonl");
     write_corpus(&train_txt, corpus_mb << 20, 0)?;
     write_corpus(&heldout_txt, (corpus_mb << 20) / 16, 1)?;
 
-    println!(
+    outln!(
         "2. preparing shards ({} tokenizer, {} tokens per sample)",
-        config.data.tokenizer, config.data.sequence_length
-    );
+        config.data.tokenizer,
+        config.data.sequence_length
+    )?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut ids = Vec::new();
     for (input, out) in [(&train_txt, "dataset"), (&heldout_txt, "heldout")] {
@@ -57,12 +59,12 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
             &store,
         )
         .await?;
-        println!(
+        outln!(
             "   {out:8} id {}  {} samples in {} shards",
             report.id,
             report.manifest.total_samples,
             report.manifest.shards.len()
-        );
+        )?;
         ids.push(report.id);
     }
 
@@ -71,19 +73,19 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     std::fs::write(&config_file, config.to_pretty_json()).context("writing the config")?;
     let config = SubnetConfig::load(&config_file)?;
     let hash = config.hash();
-    println!("3. config written to {} (hash {hash})", config_file.display());
-    println!("   namespace {}", Namespace::new(NETUID, &hash).as_str());
+    outln!("3. config written to {} (hash {hash})", config_file.display())?;
+    outln!("   namespace {}", Namespace::new(NETUID, &hash).as_str())?;
 
     let dataset = Dataset::open(Store::open(&config.storage.dataset_url, &config.storage)?, Some(&ids[0])).await?;
     dataset.check_config(&config)?;
     let count = config.samples_per_window();
     let schedule = WindowSchedule::new(&config.windows);
-    println!(
+    outln!(
         "4. window {WINDOW}: blocks {}..{}, put window opens at block {}; each miner trains on {count} samples",
         schedule.first_block(WINDOW),
         schedule.first_block(WINDOW + 1) - 1,
         schedule.put_window_block(WINDOW),
-    );
+    )?;
     let tokenizer = Tokenizer::load(&config.data.tokenizer, None)?;
     for (i, uri) in DEV_MINERS.iter().enumerate() {
         let hotkey = Hotkey::from_dev_uri(uri)?;
@@ -91,8 +93,8 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
         let req = SampleRequest { dataset: dataset.id(), netuid: NETUID, window: WINDOW, uid, hotkey: &hotkey };
         let samples = assign_samples(&req, count, dataset.num_samples())?;
         let first = dataset.sample(samples[0]).await?;
-        println!("   uid {uid} {uri:9} {hotkey}: samples {:?}…", &samples[..samples.len().min(4)]);
-        println!("      sample {}: {}", samples[0], snippet(&tokenizer.decode(&first)));
+        outln!("   uid {uid} {uri:9} {hotkey}: samples {:?}…", &samples[..samples.len().min(4)])?;
+        outln!("      sample {}: {}", samples[0], snippet(&tokenizer.decode(&first)))?;
     }
 
     // On chain this is the hash of block `random_seed_block(WINDOW)`; here a stand-in.
@@ -100,17 +102,22 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     let (uid, hotkey) = random_identity(seed_hash.as_bytes());
     let req = SampleRequest { dataset: dataset.id(), netuid: NETUID, window: WINDOW, uid, hotkey: &hotkey };
     let random = assign_samples(&req, u64::from(config.gauntlet.random_eval_samples), dataset.num_samples())?;
-    println!(
+    outln!(
         "5. random data of window {WINDOW} (seeded by block {}): samples {random:?}",
         schedule.random_seed_block(WINDOW)
-    );
+    )?;
     let verified = dataset.verify().await?;
-    println!("6. verified every shard hash ({verified} bytes)");
-    println!(
-        "done. Try: ferrum --config {} data sample --index 0 --tokenizer {}",
-        config_file.display(),
+    outln!("6. verified every shard hash ({verified} bytes)")?;
+    let config_arg = config_file.display();
+    outln!("done. Next, from this directory:")?;
+    outln!(
+        "   cargo run --bin ferrum -- --config {config_arg} data sample --index 0 --tokenizer {}",
         config.data.tokenizer
-    );
+    )?;
+    outln!(
+        "   cargo run -p ferrum-miner -- --config {config_arg} --hotkey {} check --uid 1 --window {WINDOW}",
+        Hotkey::from_dev_uri(DEV_MINERS[0])?
+    )?;
     Ok(())
 }
 

@@ -282,7 +282,11 @@ mod subtensor {
         let p = std::env::var_os("FERRUM_SUBTENSOR_SPEC")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/subtensor/raonet.json"));
-        assert!(p.exists(), "subtensor chain spec not found at {} (set FERRUM_SUBTENSOR_SPEC)", p.display());
+        assert!(
+            p.exists(),
+            "subtensor chain spec not found at {} (run scripts/test, or set FERRUM_SUBTENSOR_SPEC)",
+            p.display()
+        );
         p
     }
 

@@ -1,6 +1,7 @@
 //! Command-line pieces shared by the binaries, so every node takes the same flags the same way.
 
 use std::fmt::Display;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,21 +43,55 @@ impl NodeArgs {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// `println!` that returns the write error instead of panicking, so output piped into a
+/// reader that stops early (`| head -1`) ends the program quietly; use with `?`.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        writeln!(::std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Colour only on a terminal, and
+/// never with `NO_COLOR` set, so logs written to a file or a pipe carry no escape codes.
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
 }
 
-/// Prints an error with its causes (`{:#}`) and turns the outcome into the exit status.
-pub fn exit_code<E: Display>(result: Result<(), E>) -> ExitCode {
+/// Whether stderr is a terminal and `NO_COLOR` is unset (<https://no-color.org>).
+pub fn log_colours() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Prints an error with its causes (`{:#}`) and turns the outcome into the exit status. A
+/// closed stdout (the reader of a pipe went away) is a normal end, not an error.
+pub fn exit_code<E>(result: Result<(), E>) -> ExitCode
+where
+    E: Display + AsRef<dyn std::error::Error + Send + Sync + 'static>,
+{
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error, or any error in its chain of causes, is a write to a closed pipe.
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }

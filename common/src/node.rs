@@ -33,14 +33,14 @@ impl NodeContext {
     /// Opens the node's bucket and the dataset and checks the dataset against the config.
     pub async fn open(config: SubnetConfig, netuid: u16) -> Result<NodeContext, NodeError> {
         let config_hash = config.hash();
-        let store = Store::open(&config.storage.url, &config.storage)?;
-        let data_store = Store::open(&config.storage.dataset_url, &config.storage)?;
         if config.data.dataset_id.is_none() {
             tracing::warn!("data.dataset_id is not pinned: accepting whatever dataset the manifest names");
         }
+        // The dataset first, so a node pointed at nothing stops before it creates its bucket.
         // check_config refuses a dataset other than the pinned one.
-        let dataset = Dataset::open(data_store, None).await?;
+        let dataset = Dataset::open_url(&config.storage.dataset_url, &config.storage).await?;
         dataset.check_config(&config)?;
+        let store = Store::open(&config.storage.url, &config.storage)?;
         Ok(NodeContext { namespace: Namespace::new(netuid, &config_hash), config, config_hash, store, dataset })
     }
 

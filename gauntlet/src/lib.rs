@@ -1,4 +1,4 @@
 //! The Gauntlet: per-window evaluation of miners' uploads (loss before and after each update on
 //! its own and on random data, freshness, sync, originality) and the scores and weights that
-//! follow. It builds on the protocol core in `ferrum-common`; the evaluation itself needs the
-//! model and codec crates that are not in this build yet, so this crate holds no logic yet.
+//! follow, as pure functions over plain data on top of the protocol core in `ferrum-common`.
+//! Empty so far: the scoring rules land with the validator loop.

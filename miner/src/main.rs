@@ -1,8 +1,10 @@
 //! `miner`: trains on its assigned samples each window and uploads a compressed pseudo-gradient.
 //!
-//! This build has the preflight (`miner check`): everything a miner verifies before it trains.
-//! The training loop needs the model, codec and chain client, which are not in this build.
+//! `miner check` is the preflight: everything a miner verifies before it trains (config,
+//! bucket, dataset, its assigned samples). The window loop that joins the trainer, codec and
+//! chain client is the next step (docs/protocol.md describes what it will do).
 
+use ferrum_common::outln;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -60,12 +62,12 @@ async fn check(config: SubnetConfig, netuid: u16, uid: u16, hotkey: &Hotkey, win
     let tokens: usize = read.iter().map(Vec::len).sum();
     let schedule = WindowSchedule::new(&ctx.config.windows);
     info!(samples = samples.len(), tokens, dataset = %ctx.dataset.id(), "assigned samples read and verified");
-    println!(
+    outln!(
         "ready: window {window} assigns {} samples ({tokens} tokens) of dataset {}; upload due at block {} within {} s",
         samples.len(),
         ctx.dataset.id(),
         schedule.put_window_block(window),
         ctx.config.windows.put_window_secs
-    );
+    )?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! `peers` peers) on deterministic pseudo-random data; whole-model figures weight each shape by
 //! how often it occurs. Build with `--release`: debug timings mean nothing.
 
+use ferrum_common::outln;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -121,8 +122,8 @@ pub fn codec(config: &SubnetConfig, peers: usize, repeats: usize) -> CodecReport
 
 impl CodecReport {
     /// A table for people.
-    pub fn print(&self) {
-        println!(
+    pub fn print(&self) -> std::io::Result<()> {
+        outln!(
             "preset {}: {:.1} M parameters, top-{} of {}×{} blocks, {} bits, dct {}",
             self.preset,
             self.params as f64 / 1e6,
@@ -131,23 +132,25 @@ impl CodecReport {
             self.chunk,
             self.quantization_bits.map_or("f32".to_string(), |b| b.to_string()),
             self.dct
-        );
-        println!(
+        )?;
+        outln!(
             "payload {} bytes: {:.4} bytes/parameter (reference layout {:.4})",
-            self.payload_bytes, self.bytes_per_param, self.reference_bytes_per_param
-        );
-        println!("{:>14} {:>6} {:>11} {:>11} {:>14}", "shape", "count", "encode ms", "decode ms", "aggregate ms");
+            self.payload_bytes,
+            self.bytes_per_param,
+            self.reference_bytes_per_param
+        )?;
+        outln!("{:>14} {:>6} {:>11} {:>11} {:>14}", "shape", "count", "encode ms", "decode ms", "aggregate ms")?;
         for s in &self.shapes {
-            println!(
+            outln!(
                 "{:>14} {:>6} {:>11.1} {:>11.1} {:>14.1}",
                 format!("{:?}", s.shape),
                 s.count,
                 s.encode_ms,
                 s.decode_ms,
                 s.aggregate_ms
-            );
+            )?;
         }
-        println!(
+        outln!(
             "whole model: encode {:.2} s ({:.0} M params/s), decode {:.2} s ({:.0} M/s), aggregate {} peers {:.2} s ({:.0} M/s)",
             self.model_encode_s,
             self.encode_mparams_per_s,
@@ -156,6 +159,7 @@ impl CodecReport {
             self.peers,
             self.model_aggregate_s,
             self.aggregate_mparams_per_s
-        );
+        )?;
+        Ok(())
     }
 }

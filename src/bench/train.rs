@@ -5,6 +5,7 @@
 //! Samples are read in order (step s takes samples s·B … s·B+B−1, wrapping); the last
 //! `eval_samples` of the dataset are held out for the evaluation loss before and after.
 
+use ferrum_common::outln;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -124,17 +125,23 @@ pub async fn train(config: &SubnetConfig, dataset: &Dataset, name: &str, bench: 
 
 impl TrainReport {
     /// A short human-readable summary.
-    pub fn print(&self) {
-        println!(
+    pub fn print(&self) -> std::io::Result<()> {
+        outln!(
             "preset {} on {}: {} parameters, batch {}×{} tokens (micro-batch {})",
-            self.preset, self.backend, self.params, self.batch_size, self.sequence_length, self.micro_batch_size
-        );
-        println!("{:.0} tokens/s, {:.0} ms per step over {} steps", self.tokens_per_sec, self.mean_step_ms, self.steps);
+            self.preset,
+            self.backend,
+            self.params,
+            self.batch_size,
+            self.sequence_length,
+            self.micro_batch_size
+        )?;
+        outln!("{:.0} tokens/s, {:.0} ms per step over {} steps", self.tokens_per_sec, self.mean_step_ms, self.steps)?;
         if let Some(b) = self.peak_rss_bytes {
-            println!("peak memory {:.0} MiB", b as f64 / (1 << 20) as f64);
+            outln!("peak memory {:.0} MiB", b as f64 / (1 << 20) as f64)?;
         }
-        println!("held-out loss {:.3} -> {:.3}", self.eval_loss_start, self.eval_loss_end);
-        println!("training loss, first steps {:?}", self.loss_head);
-        println!("training loss, last steps  {:?}", self.loss_tail);
+        outln!("held-out loss {:.3} -> {:.3}", self.eval_loss_start, self.eval_loss_end)?;
+        outln!("training loss, first steps {:?}", self.loss_head)?;
+        outln!("training loss, last steps  {:?}", self.loss_tail)?;
+        Ok(())
     }
 }

@@ -104,3 +104,18 @@ fn bench_train_reports_throughput_and_a_falling_loss() {
     assert!(end < start - 1.0, "held-out loss {start} -> {end}");
     assert_eq!(r["loss_tail"].as_array().map(Vec::len), Some(10));
 }
+
+/// `ferrum config show | head -1`: a reader that goes away ends the program quietly.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrum"))
+        .args(["config", "show", "--preset", "1b"])
+        .stdout(writer)
+        .output()
+        .expect("run ferrum");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("panicked") && err.is_empty(), "{err}");
+}

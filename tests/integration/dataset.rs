@@ -203,3 +203,23 @@ async fn prepare_rejects_bad_input() {
         prepare(job(vec![tiny], "bytes", 64, 10), &local_store(&dir.path().join("p"))).await.expect_err("too small");
     assert!(format!("{err:#}").contains("fewer than 64 tokens"), "{err:#}");
 }
+
+/// A shard shortened after the dataset read its index (so after any size check at open) is an
+/// error from `verify`, not a panic on slicing the short download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_shortened_after_opening_is_an_error() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let text = work.path().join("c.jsonl");
+    write_corpus(&text, 200_000, 5).expect("corpus");
+    let out = work.path().join("ds");
+    prepare(job(vec![text], "bytes", 64, 1_000), &local_store(&out)).await.expect("prepare");
+    let ds = Dataset::open(local_store(&out), None).await.expect("open");
+    ds.sample(0).await.expect("reads and caches shard 0's index");
+    let shard = out.join(&ds.manifest().shards[0].key);
+    let len = std::fs::metadata(&shard).expect("meta").len();
+    std::fs::OpenOptions::new().write(true).open(&shard).expect("open").set_len(len / 3).expect("truncate");
+    match ds.verify().await {
+        Err(DataError::Shard { shard: 0, reason, .. }) => assert!(reason.contains("truncated"), "{reason}"),
+        other => panic!("expected a truncated-shard error, got {other:?}"),
+    }
+}

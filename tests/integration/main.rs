@@ -1,6 +1,7 @@
 //! Integration tests of the whole system, against real components: the local filesystem and a
 //! real S3-compatible server (SeaweedFS) on 127.0.0.1.
 
+mod chain_spec;
 mod checkpoint;
 mod cli;
 mod dataset;

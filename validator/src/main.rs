@@ -1,9 +1,9 @@
 //! `validator`: runs the Gauntlet over miners' uploads and sets weights on chain.
 //!
-//! This build has the preflight (`validator check`): config, bucket, dataset, and the window's
-//! random data read and verified. Scoring needs the model, codec and chain client, which are
-//! not in this build.
+//! `validator check` is the preflight: config, bucket, dataset, and a window's random data read
+//! and verified. The scoring loop (the Gauntlet) and weight setting come next.
 
+use ferrum_common::outln;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -30,9 +30,13 @@ enum Command {
         /// Window to evaluate.
         #[arg(long, env = "FERRUM_WINDOW")]
         window: u64,
-        /// Hash (hex) of the window's random-seed block; the chain supplies it in a full node.
+        /// Hash (0x-hex) of the window's random-seed block, the block the output names: the
+        /// window's random data is drawn from it, so no miner knows it before that block. A
+        /// running validator reads it from the chain; here, give it to check the real draw
+        /// (for example from a block explorer). Without it the check draws from an all-zero
+        /// hash: the same reads and hash checks, different samples.
         #[arg(long, env = "FERRUM_SEED_BLOCK_HASH")]
-        seed_block_hash: String,
+        seed_block_hash: Option<String>,
     },
 }
 
@@ -48,14 +52,23 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check { window, seed_block_hash } => {
             let mut seed = [0u8; 32];
-            hex::decode_to_slice(seed_block_hash.trim_start_matches("0x"), &mut seed)
-                .map_err(|e| anyhow::anyhow!("--seed-block-hash must be 32 bytes of hex: {e}"))?;
-            check(config, cli.node.netuid, &hotkey, window, &seed).await
+            if let Some(hash) = &seed_block_hash {
+                hex::decode_to_slice(hash.trim_start_matches("0x"), &mut seed)
+                    .map_err(|e| anyhow::anyhow!("--seed-block-hash must be 32 bytes of hex: {e}"))?;
+            }
+            check(config, cli.node.netuid, &hotkey, window, &seed, seed_block_hash.is_some()).await
         }
     }
 }
 
-async fn check(config: SubnetConfig, netuid: u16, hotkey: &Hotkey, window: u64, seed: &[u8; 32]) -> Result<()> {
+async fn check(
+    config: SubnetConfig,
+    netuid: u16,
+    hotkey: &Hotkey,
+    window: u64,
+    seed: &[u8; 32],
+    seed_given: bool,
+) -> Result<()> {
     let span = tracing::info_span!("validator", window, hotkey = %hotkey);
     let _entered = span.enter();
     let ctx = NodeContext::preflight(config, netuid, hotkey).await?;
@@ -66,12 +79,18 @@ async fn check(config: SubnetConfig, netuid: u16, hotkey: &Hotkey, window: u64, 
     ctx.dataset.samples(&samples).await?;
     let schedule = WindowSchedule::new(&ctx.config.windows);
     info!(?samples, "random data read and verified");
-    println!(
+    outln!(
         "ready: window {window} (blocks {}..{}), put window opens at block {}, random data {samples:?} seeded by block {}",
         schedule.first_block(window),
         schedule.first_block(window + 1) - 1,
         schedule.put_window_block(window),
         schedule.random_seed_block(window)
-    );
+    )?;
+    if !seed_given {
+        outln!(
+            "note: drawn from an all-zero stand-in hash; pass --seed-block-hash with the hash of block {} for the real draw",
+            schedule.random_seed_block(window)
+        )?;
+    }
     Ok(())
 }

@@ -15,6 +15,12 @@ pub enum AggregateError {
     DuplicateUid(u16),
     #[error("peer uid {uid} has {got} kept values, the geometry needs {expected}")]
     WrongShape { uid: u16, got: usize, expected: usize },
+    #[error("peer uid {uid} has {got} tensors, the model has {expected}")]
+    TensorCount { uid: u16, got: usize, expected: usize },
+    #[error("peer uid {uid} has {got} values for {expected} indices")]
+    ValueCount { uid: u16, got: usize, expected: usize },
+    #[error("peer uid {uid} has a code past its {levels}-entry centroid table")]
+    CodeRange { uid: u16, levels: usize },
     #[error("the aggregate is not finite")]
     NonFinite,
 }
@@ -57,6 +63,18 @@ pub fn aggregate(
     for (uid, t) in &ordered {
         if t.indices.len() != g.kept() {
             return Err(AggregateError::WrongShape { uid: *uid, got: t.indices.len(), expected: g.kept() });
+        }
+        let values = match &t.values {
+            super::Values::Quantized(q) => q.codes.len(),
+            super::Values::Raw(v) => v.len(),
+        };
+        if values != g.kept() {
+            return Err(AggregateError::ValueCount { uid: *uid, got: values, expected: g.kept() });
+        }
+        if let super::Values::Quantized(q) = &t.values
+            && q.codes.iter().any(|&c| usize::from(c) >= q.table.len())
+        {
+            return Err(AggregateError::CodeRange { uid: *uid, levels: q.table.len() });
         }
     }
     let norms: Vec<f64> = ordered.iter().map(|(_, t)| norm(t)).collect();

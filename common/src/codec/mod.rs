@@ -261,14 +261,45 @@ pub fn encode_model(
     })
 }
 
+/// The whole model's aggregate: per tensor the dense update, or `None` where that tensor could
+/// not be aggregated (the outer step then leaves it), with the reason kept for the logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelUpdate {
+    /// One entry per tensor of the layout, in layout order.
+    pub tensors: Vec<Option<Vec<f32>>>,
+    /// `(tensor path, why)` for every `None` above.
+    pub failed: Vec<(String, AggregateError)>,
+}
+
 /// Every node's whole-model aggregation: for each tensor, [`aggregate`] over the peers
-/// `(uid, tensors)`; `None` where a tensor cannot be aggregated (the outer step then leaves it).
-pub fn aggregate_model(peers: &[(u16, &[EncodedTensor])], spec: &CodecSpec, threads: usize) -> Vec<Option<Vec<f32>>> {
+/// `(uid, tensors)`. A peer that does not hold one tensor per layout entry is refused whole.
+pub fn aggregate_model(
+    peers: &[(u16, &[EncodedTensor])],
+    spec: &CodecSpec,
+    threads: usize,
+) -> Result<ModelUpdate, AggregateError> {
+    if peers.is_empty() {
+        return Err(AggregateError::NoPeers);
+    }
+    if let Some((uid, t)) = peers.iter().find(|(_, t)| t.len() != spec.tensors.len()) {
+        return Err(AggregateError::TensorCount { uid: *uid, got: t.len(), expected: spec.tensors.len() });
+    }
     let ids: Vec<usize> = (0..spec.tensors.len()).collect();
-    crate::parallel::map(ids, threads, dct::Bases::default, |i, bases| {
+    let results = crate::parallel::map(ids, threads, dct::Bases::default, |i, bases| {
         let tensor_peers: Vec<(u16, &EncodedTensor)> = peers.iter().map(|(uid, t)| (*uid, &t[i])).collect();
-        aggregate(&tensor_peers, &spec.tensors[i].1, spec, bases).ok()
-    })
+        aggregate(&tensor_peers, &spec.tensors[i].1, spec, bases)
+    });
+    let mut update = ModelUpdate { tensors: Vec::with_capacity(results.len()), failed: Vec::new() };
+    for (r, (p, _)) in results.into_iter().zip(&spec.tensors) {
+        match r {
+            Ok(t) => update.tensors.push(Some(t)),
+            Err(e) => {
+                update.failed.push((p.path.clone(), e));
+                update.tensors.push(None);
+            }
+        }
+    }
+    Ok(update)
 }
 
 /// Deterministic heavy-tailed values shaped like a pseudo-gradient (cubed uniform noise, scale

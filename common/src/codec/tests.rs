@@ -187,9 +187,9 @@ fn nodes_with_the_same_payloads_stay_in_sync() {
     };
     let node = |order: &[usize], threads: usize| {
         let mut m = genesis.clone();
-        let update = aggregate_model(&view(order), &spec, threads);
-        assert!(update.iter().all(Option::is_some));
-        m.outer_step(&update, config.training.outer_learning_rate as f32, threads).expect("step");
+        let update = aggregate_model(&view(order), &spec, threads).expect("aggregate");
+        assert!(update.failed.is_empty() && update.tensors.iter().all(Option::is_some));
+        m.outer_step(&update.tensors, config.training.outer_learning_rate as f32, threads).expect("step");
         m.fingerprint()
     };
     let a = node(&[0, 1, 2], 1);
@@ -197,6 +197,39 @@ fn nodes_with_the_same_payloads_stay_in_sync() {
     assert_eq!(a, node(&[1, 2, 0], 3));
     assert_ne!(a, genesis.fingerprint());
     assert_ne!(a, node(&[0, 1], 2), "a different peer set gives a different model");
+}
+
+/// `aggregate_model` is public: peers built by hand with a tensor missing, or with fewer values
+/// than indices, are refused with the reason, never indexed out of bounds.
+#[test]
+fn aggregate_model_refuses_malformed_peers_with_the_reason() {
+    let config = Preset::Test.config();
+    let spec = CodecSpec::new(&config);
+    let genesis = crate::model::MasterModel::genesis(&config);
+    let delta: Vec<Vec<f32>> =
+        genesis.tensors.iter().enumerate().map(|(i, t)| synthetic_delta(t.len(), i as u64)).collect();
+    let mut feedback: Vec<Vec<f32>> = genesis.tensors.iter().map(|t| vec![0.0; t.len()]).collect();
+    let good = encode_model(&mut feedback, &delta, 0.9, &spec, 1);
+    let short = &good[..good.len() - 1];
+    assert_eq!(
+        aggregate_model(&[(1, &good), (2, short)], &spec, 1),
+        Err(AggregateError::TensorCount { uid: 2, got: good.len() - 1, expected: good.len() })
+    );
+    assert_eq!(aggregate_model(&[], &spec, 1), Err(AggregateError::NoPeers));
+    let mut bad = good.clone();
+    match &mut bad[1].values {
+        Values::Quantized(q) => {
+            q.codes.pop();
+        }
+        Values::Raw(v) => {
+            v.pop();
+        }
+    }
+    let update = aggregate_model(&[(1, &good), (2, &bad)], &spec, 2).expect("other tensors aggregate");
+    assert!(update.tensors[1].is_none() && update.tensors[0].is_some());
+    assert_eq!(update.failed.len(), 1);
+    assert_eq!(update.failed[0].0, spec.tensors[1].0.path);
+    assert!(matches!(update.failed[0].1, AggregateError::ValueCount { uid: 2, .. }), "{:?}", update.failed);
 }
 
 #[test]

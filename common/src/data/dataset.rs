@@ -9,9 +9,9 @@ use tokio::sync::Mutex;
 use super::DataError;
 use super::manifest::{DatasetId, Manifest};
 use super::shard::{HEADER_LEN, SAMPLE_HASH_LEN, ShardHeader, decode_tokens, sample_hash};
-use crate::config::SubnetConfig;
+use crate::config::{StorageConfig, SubnetConfig};
 use crate::keys::DATASET_MANIFEST;
-use crate::storage::Store;
+use crate::storage::{Location, StorageError, StorageLimits, Store};
 
 /// Manifests larger than this are refused before download (a million shards' worth).
 const MANIFEST_CAP: u64 = 256 << 20;
@@ -36,9 +36,24 @@ struct ShardIndex {
 }
 
 impl Dataset {
+    /// Opens the dataset at a URL or path without creating anything there: a local directory
+    /// that does not exist is [`DataError::NoDataset`], not a new empty folder.
+    pub async fn open_url(url: &str, storage: &StorageConfig) -> Result<Dataset, DataError> {
+        let location = Location::parse(url).map_err(StorageError::from)?;
+        if let Location::Local { root } = &location
+            && !root.is_dir()
+        {
+            return Err(DataError::NoDataset { store: location.to_string() });
+        }
+        Dataset::open(Store::open_location(&location, StorageLimits::from(storage))?, None).await
+    }
+
     /// Downloads and checks the manifest. With `expected`, a different dataset is refused.
     pub async fn open(store: Store, expected: Option<&DatasetId>) -> Result<Dataset, DataError> {
-        let bytes = store.get(DATASET_MANIFEST, Some(MANIFEST_CAP)).await?;
+        let bytes = match store.get(DATASET_MANIFEST, Some(MANIFEST_CAP)).await {
+            Err(e) if e.is_not_found() => return Err(DataError::NoDataset { store: store.location().to_string() }),
+            other => other?,
+        };
         let id = DatasetId::of_manifest(&bytes);
         let bad = |reason: String| DataError::Manifest { store: store.location().to_string(), reason };
         if let Some(want) = expected
@@ -184,6 +199,15 @@ impl Dataset {
         for (shard, entry) in self.manifest.shards.iter().enumerate() {
             let ix = self.shard_index(shard).await?;
             let bytes = self.store.get(&entry.key, Some(entry.bytes)).await?;
+            // The cap bounds the download from above only: a shard shortened since its size was
+            // checked arrives short, and slicing it by the header's offsets would panic.
+            if bytes.len() as u64 != entry.bytes {
+                return Err(DataError::Shard {
+                    shard,
+                    key: entry.key.clone(),
+                    reason: format!("truncated: {} bytes, the manifest says {}", bytes.len(), entry.bytes),
+                });
+            }
             let tokens = &bytes[HEADER_LEN as usize..ix.header.table_offset() as usize];
             if blake3::hash(tokens).as_bytes() != &ix.header.tokens_blake3 {
                 return Err(DataError::Shard {

@@ -14,6 +14,11 @@ use crate::storage::StorageError;
 pub enum DataError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(
+        "no dataset at {store} (no manifest.json there): run `ferrum quickstart` for a local dev dataset, \
+         or `ferrum data prepare --out {store}`, or point storage.dataset_url at a prepared dataset"
+    )]
+    NoDataset { store: String },
     #[error("dataset manifest at {store} is not valid: {reason}")]
     Manifest { store: String, reason: String },
     #[error("dataset at {store} has id {found}, but the config pins {expected}")]

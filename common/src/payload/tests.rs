@@ -196,12 +196,38 @@ fn hostile_bodies_are_rejected_with_their_reason() {
         },
         &|r| matches!(r, Rejection::IndexOrder { .. }),
     );
-    // Non-zero padding after the last code of the last tensor.
-    let last = layout.spec.tensors.len() - 1;
-    let g = layout.spec.tensors[last].1;
-    if (g.kept() * 2) % 8 != 0 {
-        let end = section_start(&layout, last) + layout.section(last) - 1;
-        check(&|b| b[end] |= 0x80, &|r| matches!(r, Rejection::Padding { .. }));
+}
+
+/// Padding bits after the last index and after the last code must be zero. The test preset's
+/// sections are all byte-aligned, so this uses one 3×5 tensor with 3 kept values: 3 × 4-bit
+/// indices (12 bits, 4 of padding) and 3 × 2-bit codes (6 bits, 2 of padding).
+#[test]
+fn non_zero_padding_bits_are_rejected() {
+    let mut c = Preset::Test.config().compression;
+    c.topk = 3;
+    c.chunk = 8;
+    c.quantization_bits = Some(2);
+    let spec = CodecSpec::for_layout(vec![crate::params::ParamSpec { path: "odd".into(), shape: vec![3, 5] }], &c);
+    let layout = PayloadLayout::for_spec(spec);
+    let g = layout.spec.tensors[0].1;
+    assert_eq!((g.kept(), g.index_bits), (3, 4), "the layout this test needs");
+    let (_, _, header) = setup(Some(2));
+    let bob = key("//Bob");
+    let x: Vec<f32> = (0..15).map(|i| (i as f32 * 0.7).sin()).collect();
+    let t = encode(&x, &g, &layout.spec, &mut dct::Bases::default());
+    let good = build(&header, &[t], &layout, &bob).expect("build");
+    assert!(parse(&good, &layout, &expect(&header)).is_ok());
+    let indices_end = HEADER_LEN + 8 + 16 + bits::packed_len(3, 4) - 1;
+    let codes_end = HEADER_LEN + layout.section(0) - 1;
+    assert_ne!(indices_end, codes_end);
+    for at in [indices_end, codes_end] {
+        let mut b = good.clone();
+        b[at] |= 0x80;
+        resign(&mut b, &bob);
+        match parse(&b, &layout, &expect(&header)) {
+            Err(Rejection::Padding { tensor }) => assert_eq!(tensor, "odd"),
+            other => panic!("byte {at}: expected Padding, got {other:?}"),
+        }
     }
 }
 
