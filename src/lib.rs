@@ -1,7 +1,8 @@
-//! The `ferrum` tool's library: dataset preparation, tokenizers, the synthetic corpus and the
-//! quick start. The CLI in `main.rs` is a thin layer over these.
+//! The `ferrum` tool's library: dataset preparation, tokenizers, the synthetic corpus, the
+//! quick start and the devnet harness. The CLI in `main.rs` is a thin layer over these.
 
 pub mod bench;
+pub mod devnet;
 pub mod prepare;
 pub mod quickstart;
 pub mod synth;

@@ -35,6 +35,38 @@ enum Command {
     Bench(BenchCmd),
     /// Build a dataset from generated text, then show the config, the assignment of a few dev
     /// miners and one of their samples read back through the storage layer.
+    /// Run a whole subnet in this process, offline: an in-process chain, local stores, N miners
+    /// on generated data. Prints, per window, the global model's held-out loss, the bytes
+    /// uploaded, the peers aggregated and whether every node holds the same model.
+    Devnet {
+        /// Miners to run.
+        #[arg(long, env = "FERRUM_DEVNET_MINERS", default_value_t = 3)]
+        miners: usize,
+        /// Validators to run (the validator loop is not built yet: 0).
+        #[arg(long, env = "FERRUM_DEVNET_VALIDATORS", default_value_t = 0)]
+        validators: usize,
+        /// Windows to run.
+        #[arg(long, env = "FERRUM_DEVNET_WINDOWS", default_value_t = 6)]
+        windows: u64,
+        /// Config preset (a bytes-tokenizer one: test or small).
+        #[arg(long, env = "FERRUM_PRESET", default_value = "test")]
+        preset: String,
+        /// Where the data, stores, node state and config go (node state is wiped each run).
+        #[arg(long, env = "FERRUM_DEVNET_DIR", default_value = "ferrum-devnet")]
+        dir: PathBuf,
+        /// Inner steps per window (default: the preset's).
+        #[arg(long, env = "FERRUM_DEVNET_INNER_STEPS")]
+        inner_steps: Option<u32>,
+        /// Put window length in seconds.
+        #[arg(long, env = "FERRUM_DEVNET_PUT_WINDOW_SECS", default_value_t = 2)]
+        put_window_secs: u64,
+        /// Held-out samples for the loss.
+        #[arg(long, env = "FERRUM_DEVNET_EVAL_SAMPLES", default_value_t = 64)]
+        eval_samples: usize,
+        /// The last line of stdout is one JSON object with every window.
+        #[arg(long, env = "FERRUM_DEVNET_JSON")]
+        json: bool,
+    },
     Quickstart {
         /// Working directory for the generated corpus, dataset and store.
         #[arg(long, env = "FERRUM_DIR", default_value = "ferrum-data")]
@@ -276,6 +308,64 @@ async fn run(cli: Cli) -> Result<()> {
                 outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
                 report.print()?;
+            }
+        }
+        Command::Devnet {
+            miners,
+            validators,
+            windows,
+            preset,
+            dir,
+            inner_steps,
+            put_window_secs,
+            eval_samples,
+            json,
+        } => {
+            if validators > 0 {
+                bail!("--validators {validators}: the validator loop is not built yet; run with --validators 0");
+            }
+            if miners == 0 || windows == 0 {
+                bail!("--miners and --windows must be at least 1");
+            }
+            let opts = ferrum::devnet::DevnetOptions {
+                miners,
+                windows,
+                preset,
+                dir,
+                put_window_secs,
+                inner_steps,
+                eval_samples,
+                ..Default::default()
+            };
+            eprintln!("devnet: {miners} miners, preset {}, {windows} windows in {}", opts.preset, opts.dir.display());
+            let summary = ferrum::devnet::run(&opts, |w| {
+                eprintln!(
+                    "window {:>4}  loss {:.4}  in_sync {}  peers {:?}  uploaded {} B  {:.1} s  fingerprint {}",
+                    w.window,
+                    w.loss,
+                    w.in_sync,
+                    w.peers,
+                    w.bytes_uploaded,
+                    w.seconds,
+                    w.fingerprints.values().next().map_or("-", |f| &f[..16]),
+                );
+                for (uid, why) in &w.skipped {
+                    eprintln!("             skipped uid {uid}: {why}");
+                }
+            })
+            .await?;
+            let all_in_sync = summary.windows.iter().all(|w| w.in_sync);
+            outln!(
+                "devnet: held-out loss {:.4} at genesis, {:.4} after {} windows; every window in sync: {all_in_sync}",
+                summary.initial_loss,
+                summary.windows.last().map_or(f32::NAN, |w| w.loss),
+                summary.windows.len()
+            )?;
+            if json {
+                outln!("{}", serde_json::to_string(&summary)?)?;
+            }
+            if !all_in_sync {
+                bail!("nodes diverged");
             }
         }
         Command::Quickstart { dir, corpus_mb } => quickstart::run(&dir, corpus_mb, cli.config.as_deref()).await?,

@@ -56,3 +56,12 @@ pub enum ChainError {
     #[error("unexpected chain data: {0}")]
     Decode(String),
 }
+
+impl ChainError {
+    /// Whether trying the same call again later can help: a lost connection or a timeout can
+    /// heal. Everything else is a refusal or a mismatch
+    /// that needs a person (wrong key, wrong subnet, unregistered, incompatible runtime).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ChainError::Timeout { .. } | ChainError::Connection(_))
+    }
+}

@@ -17,7 +17,9 @@ pub struct NodeArgs {
     /// Subnet id.
     #[arg(long, global = true, env = "FERRUM_NETUID", default_value_t = 1)]
     pub netuid: u16,
-    /// This node's hotkey (SS58 address or 0x-hex public key).
+    /// This node's hotkey. `check` needs only its SS58 address (or 0x-hex public key); a
+    /// running node needs the secret: a secret URI (`//Alice`), a key file, or `env:VAR` naming
+    /// a variable holding a mnemonic (or use --wallet.name / --wallet.hotkey).
     #[arg(long, global = true, env = "FERRUM_HOTKEY")]
     pub hotkey: Option<String>,
 }
@@ -94,4 +96,27 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
         next = err.source();
     }
     false
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so a node can stop between steps.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -27,6 +27,8 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod data;
+pub mod driver;
+pub mod gather;
 pub mod hotkey;
 pub mod keys;
 pub mod model;

@@ -1,18 +1,19 @@
-//! `miner`: trains on its assigned samples each window and uploads a compressed pseudo-gradient.
-//!
-//! `miner check` is the preflight: everything a miner verifies before it trains (config,
-//! bucket, dataset, its assigned samples). The window loop that joins the trainer, codec and
-//! chain client is the next step (docs/protocol.md describes what it will do).
+//! `miner`: trains on its assigned samples each window and uploads a compressed pseudo-gradient
+//! (the loop is the `ferrum_miner` library; this file parses flags). `miner check` is the
+//! preflight alone.
 
 use ferrum_common::outln;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ferrum_common::assignment::{SampleRequest, assign_samples};
 use ferrum_common::cli::{NodeArgs, exit_code, init_tracing};
 use ferrum_common::node::NodeContext;
 use ferrum_common::{Hotkey, SubnetConfig, WindowSchedule};
+use ferrum_miner::MinerSetup;
+use ferrum_node::Metrics;
+use ferrum_node::cli::RunArgs;
 use tracing::info;
 
 #[derive(Parser)]
@@ -20,8 +21,11 @@ use tracing::info;
 struct Cli {
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Without a command, the miner runs.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -46,10 +50,52 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     let config = cli.node.load_config()?;
-    let hotkey = cli.node.hotkey()?;
     match cli.command {
-        Command::Check { uid, window } => check(config, cli.node.netuid, uid, &hotkey, window).await,
+        Some(Command::Check { uid, window }) => {
+            // A public address is enough to check; a signing key gives its address too.
+            let hotkey = match cli.node.hotkey() {
+                Ok(h) => h,
+                Err(e) => cli.run.keypair(cli.node.hotkey.as_deref()).map(|k| k.hotkey()).map_err(|_| e)?,
+            };
+            check(config, cli.node.netuid, uid, &hotkey, window).await
+        }
+        None => mine(cli, config).await,
     }
+}
+
+async fn mine(cli: Cli, config: SubnetConfig) -> Result<()> {
+    let keypair = cli.run.keypair(cli.node.hotkey.as_deref())?;
+    let hotkey = keypair.hotkey();
+    let netuid = cli.node.netuid;
+    let ctx = NodeContext::preflight(config, netuid, &hotkey).await?;
+    let bucket_url = ferrum_common::storage::Location::parse(&ctx.config.storage.url)?.absolute().to_url();
+    let chain = cli.run.connect().await.context("connecting to the chain")?;
+    let metrics = Metrics::default();
+    if let Some(port) = cli.run.metrics_port {
+        let bound = metrics.serve(port, cli.run.metrics_public).await.context("serving metrics")?;
+        info!(port = bound, "metrics at /metrics");
+    }
+    let setup = MinerSetup {
+        netuid,
+        keypair,
+        store: ctx.store,
+        bucket_url,
+        dataset: std::sync::Arc::new(ctx.dataset),
+        state_dir: cli.run.state_dir.clone(),
+        backend: cli.run.backend.clone(),
+        threads: cli.run.threads(),
+        metrics,
+        events: None,
+        config: ctx.config,
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        ferrum_common::cli::shutdown_signal().await;
+        info!("stopping");
+        let _ = stop.send(true);
+    });
+    ferrum_miner::run(setup, chain, shutdown).await?;
+    Ok(())
 }
 
 async fn check(config: SubnetConfig, netuid: u16, uid: u16, hotkey: &Hotkey, window: u64) -> Result<()> {

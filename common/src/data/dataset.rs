@@ -190,7 +190,9 @@ impl Dataset {
 
     /// Reads several samples concurrently, in the order given.
     pub async fn samples(&self, indices: &[u64]) -> Result<Vec<Vec<u32>>, DataError> {
-        futures::stream::iter(indices.iter().map(|&i| self.sample(i))).buffered(READ_CONCURRENCY).try_collect().await
+        // Collected first so the future is `Send` inside spawned tasks.
+        let reads: Vec<_> = indices.iter().map(|&i| self.sample(i)).collect();
+        futures::stream::iter(reads).buffered(READ_CONCURRENCY).try_collect().await
     }
 
     /// Downloads every shard whole and checks every hash. Returns the bytes checked.

@@ -29,6 +29,36 @@ pub struct LocationError {
 }
 
 impl Location {
+    /// A URL that [`parse`](Self::parse) reads back as this location.
+    pub fn to_url(&self) -> String {
+        match self {
+            Location::Local { root } => root.display().to_string(),
+            Location::S3 { bucket, prefix, endpoint, region } => {
+                let mut url = format!("s3://{bucket}/{prefix}");
+                let mut sep = '?';
+                for (k, v) in [("endpoint", endpoint), ("region", region)] {
+                    if let Some(v) = v {
+                        url.push_str(&format!("{sep}{k}={v}"));
+                        sep = '&';
+                    }
+                }
+                url
+            }
+        }
+    }
+
+    /// The same location with a relative local path made absolute against the working
+    /// directory, so other processes can open it (what a node commits on chain).
+    pub fn absolute(&self) -> Location {
+        match self {
+            Location::Local { root } if root.is_relative() => match std::env::current_dir() {
+                Ok(cwd) => Location::Local { root: cwd.join(root) },
+                Err(_) => self.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+
     /// Parses a path, `file:///abs/dir`, `s3://bucket/prefix?endpoint=URL&region=R` or
     /// `r2://ACCOUNT_ID/bucket/prefix` (Cloudflare R2, region `auto`).
     pub fn parse(s: &str) -> Result<Location, LocationError> {
@@ -132,6 +162,21 @@ mod tests {
                 region: Some("auto".into()),
             }
         );
+    }
+
+    #[test]
+    fn to_url_reads_back_as_the_same_location() {
+        for url in [
+            "/abs/store",
+            "s3://grads/ferrum/v1?endpoint=http://127.0.0.1:9000&region=us-east-1",
+            "r2://0123abcd/grads/run1",
+            "s3://b/p",
+        ] {
+            let l = Location::parse(url).expect("parse");
+            assert_eq!(Location::parse(&l.to_url()).expect("reparse"), l, "{url}");
+        }
+        let rel = Location::parse("rel/dir").expect("rel").absolute();
+        assert!(matches!(rel, Location::Local { ref root } if root.is_absolute() && root.ends_with("rel/dir")));
     }
 
     #[test]

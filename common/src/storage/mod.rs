@@ -110,6 +110,28 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether trying again later can help: timeouts, and backend errors other than a refusal
+    /// (network failures, throttling, server errors; object_store has already retried those a
+    /// few times). Missing objects, bad keys, wrong sizes and denied access are final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::Timeout { .. } => true,
+            StorageError::Backend { error, .. } => !matches!(
+                **error,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+            ),
+            StorageError::Io { error, .. } => matches!(
+                error.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the error means the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })

@@ -1,0 +1,148 @@
+//! Flags every long-running node takes, beyond `common::cli::NodeArgs`: the wallet, the chain
+//! endpoint, where its state and metrics go. Bittensor's names; each is also an environment
+//! variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrum_chain::wallet::default_wallet_root;
+use ferrum_chain::{ChainError, Keypair, SubtensorChain, WalletError};
+
+/// A node's identity, chain and local resources.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Bittensor wallet name (`{wallet.path}/{wallet.name}/hotkeys/{wallet.hotkey}`); instead of
+    /// --hotkey.
+    #[arg(long = "wallet.name", env = "BT_WALLET_NAME")]
+    pub wallet_name: Option<String>,
+    /// Hotkey file name within the wallet.
+    #[arg(long = "wallet.hotkey", env = "BT_WALLET_HOTKEY", default_value = "default")]
+    pub wallet_hotkey: String,
+    /// Wallet root (default ~/.bittensor/wallets).
+    #[arg(long = "wallet.path", env = "BT_WALLET_PATH")]
+    pub wallet_path: Option<PathBuf>,
+    /// `finney`, `test` or `local` (the Bittensor SDK's endpoints).
+    #[arg(long = "subtensor.network", env = "BT_SUBTENSOR_NETWORK", default_value = "finney")]
+    pub network: String,
+    /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
+    #[arg(long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
+    pub chain_endpoint: Option<String>,
+    /// Directory for this node's model, error feedback and progress (survives restarts).
+    #[arg(long = "state.dir", env = "FERRUM_STATE_DIR", default_value = "ferrum-state")]
+    pub state_dir: PathBuf,
+    /// Serve Prometheus metrics on this port (127.0.0.1 unless --metrics.public).
+    #[arg(long = "metrics.port", env = "FERRUM_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Serve metrics on all interfaces.
+    #[arg(long = "metrics.public", env = "FERRUM_METRICS_PUBLIC")]
+    pub metrics_public: bool,
+    /// Training backend: flex (CPU), or wgpu / cuda in builds with those features.
+    #[arg(long, env = "FERRUM_BACKEND", default_value = "flex")]
+    pub backend: String,
+    /// Threads for encoding and aggregation (default: all cores).
+    #[arg(long, env = "FERRUM_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// A key that cannot be had from the flags.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error(
+        "no signing key: pass --wallet.name (and --wallet.hotkey), or --hotkey with a secret URI (//Alice), a key \
+         file path, or env:VAR naming a variable that holds a mnemonic"
+    )]
+    Missing,
+    #[error("--hotkey {0} is a public address; signing needs the secret (a key file, a secret URI or env:VAR)")]
+    PublicOnly(String),
+}
+
+/// The Bittensor SDK's endpoint for a network name.
+pub fn network_endpoint(network: &str) -> Option<&'static str> {
+    match network {
+        "finney" => Some("wss://entrypoint-finney.opentensor.ai:443"),
+        "test" => Some("wss://test.finney.opentensor.ai:443"),
+        "archive" => Some("wss://archive.chain.opentensor.ai:443"),
+        "local" => Some("ws://127.0.0.1:9944"),
+        _ => None,
+    }
+}
+
+impl RunArgs {
+    /// The signing key: the wallet's hotkey file, else `--hotkey` as `env:VAR`, a key file, or
+    /// a secret URI / mnemonic.
+    pub fn keypair(&self, hotkey_flag: Option<&str>) -> Result<Keypair, KeyError> {
+        if let Some(name) = &self.wallet_name {
+            let root = self.wallet_path.clone().unwrap_or_else(default_wallet_root);
+            return Ok(Keypair::from_wallet(&root, name, &self.wallet_hotkey)?);
+        }
+        let secret = hotkey_flag.ok_or(KeyError::Missing)?;
+        if let Some(var) = secret.strip_prefix("env:") {
+            return Ok(Keypair::from_env(var)?);
+        }
+        let path = std::path::Path::new(secret);
+        if path.is_file() {
+            return Ok(Keypair::from_key_file(path)?);
+        }
+        if secret.parse::<ferrum_common::Hotkey>().is_ok() {
+            return Err(KeyError::PublicOnly(secret.to_string()));
+        }
+        Ok(Keypair::from_secret(secret, "--hotkey")?)
+    }
+
+    /// The endpoint to connect to.
+    pub fn endpoint(&self) -> Result<String, String> {
+        match &self.chain_endpoint {
+            Some(url) => Ok(url.clone()),
+            None => network_endpoint(&self.network).map(str::to_string).ok_or_else(|| {
+                format!(
+                    "--subtensor.network {}: unknown; use finney, test, local or --subtensor.chain_endpoint",
+                    self.network
+                )
+            }),
+        }
+    }
+
+    /// Connects to the chain (retrying with backoff while it is unreachable).
+    pub async fn connect(&self) -> Result<SubtensorChain, ChainError> {
+        let url = self.endpoint().map_err(ChainError::Connection)?;
+        SubtensorChain::connect(&url, Duration::from_secs(60), 8).await
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn networks_map_to_the_sdk_endpoints_and_the_endpoint_overrides() {
+        let a = Cli::parse_from(["x", "--subtensor.network", "test"]).run;
+        assert_eq!(a.endpoint().as_deref(), Ok("wss://test.finney.opentensor.ai:443"));
+        let a = Cli::parse_from(["x", "--subtensor.network", "local", "--subtensor.chain_endpoint", "ws://h:1"]).run;
+        assert_eq!(a.endpoint().as_deref(), Ok("ws://h:1"));
+        assert!(Cli::parse_from(["x", "--subtensor.network", "mars"]).run.endpoint().is_err());
+    }
+
+    #[test]
+    fn keys_from_uri_env_and_refusal_of_public_addresses() {
+        let a = Cli::parse_from(["x"]).run;
+        let alice = a.keypair(Some("//Alice")).expect("uri");
+        assert_eq!(alice.hotkey().to_ss58(), "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");
+        assert!(matches!(a.keypair(Some(&alice.hotkey().to_ss58())), Err(KeyError::PublicOnly(_))));
+        assert!(matches!(a.keypair(None), Err(KeyError::Missing)));
+        assert!(a.keypair(Some("env:FERRUM_TEST_NO_SUCH_VAR")).is_err());
+    }
+}

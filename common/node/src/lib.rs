@@ -1,0 +1,14 @@
+//! What every Ferrum node shares on top of the protocol core and the chain client: gathering
+//! and applying each window's payloads exactly as every other node does ([`sync`]), the node's
+//! own state on disk that survives a kill ([`state`]), retries that back off only when a retry
+//! can help ([`retry`]), and Prometheus metrics ([`metrics`]).
+
+pub mod cli;
+pub mod metrics;
+pub mod retry;
+pub mod state;
+pub mod sync;
+
+pub use metrics::Metrics;
+pub use state::{NodeState, StateDir, StateError};
+pub use sync::{Applied, Skip, Sync, WindowPlan};

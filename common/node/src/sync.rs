@@ -1,0 +1,265 @@
+//! Gathering and applying one window's payloads: what every honest node does identically, so
+//! that all of them hold the same model afterwards (docs/protocol.md §13).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Mutex;
+
+use ferrum_chain::{Chain, ChainError};
+use ferrum_common::assignment::{SampleRequest, assign_samples, samples_digest};
+use ferrum_common::codec::{AggregateError, EncodedTensor, aggregate_model};
+use ferrum_common::gather::{self, GatherRules, Peer, Verdict};
+use ferrum_common::keys::Namespace;
+use ferrum_common::model::{Fingerprint, MasterModel};
+use ferrum_common::payload::{self, Expectation, FetchError, PayloadLayout, Rejection};
+use ferrum_common::{ConfigHash, DatasetId, Freshness, PutWindow, Store, SubnetConfig, WindowSchedule};
+use futures::StreamExt;
+
+/// Peers' payloads fetched at once.
+const FETCH_CONCURRENCY: usize = 8;
+
+/// Why a candidate's payload was not aggregated. Every node that sees the same objects gives
+/// the same reason, except [`Unreachable`](Skip::Unreachable), which is about this node's view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Skip {
+    /// No object at the payload's key.
+    Missing,
+    /// The bucket could not be read (network, credentials); a retry may help.
+    Unreachable(String),
+    /// The bytes were refused by the parser: size, signature, header, body.
+    Invalid(Rejection),
+    /// Uploaded before the put window opened.
+    TooEarly { by_ms: u64 },
+    /// Uploaded after the put window closed.
+    TooLate { by_ms: u64 },
+    /// Trained from another model than the window's base.
+    StaleBase { claimed: Fingerprint },
+    /// Claims other samples than the miner was assigned.
+    WrongSamples,
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::Missing => write!(f, "missing: no payload uploaded"),
+            Skip::Unreachable(e) => write!(f, "unreachable: {e}"),
+            Skip::Invalid(r) => write!(f, "invalid: {r}"),
+            Skip::TooEarly { by_ms } => write!(f, "early: uploaded {by_ms} ms before the put window opened"),
+            Skip::TooLate { by_ms } => write!(f, "late: uploaded {by_ms} ms after the put window closed"),
+            Skip::StaleBase { claimed } => write!(f, "stale: trained from model {}", &claimed.to_string()[..16]),
+            Skip::WrongSamples => write!(f, "wrong samples: the digest is not of its assigned samples"),
+        }
+    }
+}
+
+impl Skip {
+    /// A short name for metrics and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Skip::Missing => "missing",
+            Skip::Unreachable(_) => "unreachable",
+            Skip::Invalid(_) => "invalid",
+            Skip::TooEarly { .. } => "early",
+            Skip::TooLate { .. } => "late",
+            Skip::StaleBase { .. } => "stale",
+            Skip::WrongSamples => "wrong_samples",
+        }
+    }
+}
+
+/// Who is tried for a window, in order, and when its put window was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowPlan {
+    pub window: u64,
+    pub put: PutWindow,
+    pub candidates: Vec<Peer>,
+}
+
+/// What applying a window did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub window: u64,
+    /// Uids aggregated, in candidate order.
+    pub accepted: Vec<u16>,
+    pub skipped: Vec<(u16, Skip)>,
+    /// Tensors left unchanged because their aggregate failed, with why.
+    pub failed_tensors: Vec<(String, AggregateError)>,
+    /// The model's fingerprint after the outer step.
+    pub fingerprint: Fingerprint,
+    /// Payload bytes downloaded.
+    pub bytes: u64,
+}
+
+/// What a node needs to gather and apply windows.
+pub struct Sync {
+    pub config: SubnetConfig,
+    pub config_hash: ConfigHash,
+    pub netuid: u16,
+    pub namespace: Namespace,
+    pub layout: PayloadLayout,
+    pub dataset: DatasetId,
+    pub dataset_samples: u64,
+    pub schedule: WindowSchedule,
+    /// Threads for aggregation and the outer step.
+    pub threads: usize,
+    /// Uids the validators excluded (none until validators publish exclusions).
+    pub excluded: BTreeSet<u16>,
+    stores: Mutex<HashMap<String, Store>>,
+}
+
+impl Sync {
+    /// Everything derived from the config, the subnet and the dataset.
+    pub fn new(config: &SubnetConfig, netuid: u16, dataset: DatasetId, dataset_samples: u64, threads: usize) -> Sync {
+        let config_hash = config.hash();
+        Sync {
+            namespace: Namespace::new(netuid, &config_hash),
+            layout: PayloadLayout::new(config),
+            schedule: WindowSchedule::new(&config.windows),
+            config: config.clone(),
+            config_hash,
+            netuid,
+            dataset,
+            dataset_samples,
+            threads: threads.max(1),
+            excluded: BTreeSet::new(),
+            stores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The samples a uid is assigned in a window (what it must train on).
+    pub fn assigned(&self, window: u64, uid: u16, hotkey: &ferrum_common::Hotkey) -> Vec<u64> {
+        let req = SampleRequest { dataset: &self.dataset, netuid: self.netuid, window, uid, hotkey };
+        // The config and dataset were checked against each other at startup, so the count
+        // always fits; an empty list only if that check was skipped.
+        assign_samples(&req, self.config.samples_per_window(), self.dataset_samples).unwrap_or_default()
+    }
+
+    /// The window's gather candidates, read from the chain at the window's boundary (the put
+    /// window's opening block): metagraph, that block's hash, and bucket commitments.
+    pub async fn plan(&self, chain: &impl Chain, window: u64, put: PutWindow) -> Result<WindowPlan, ChainError> {
+        let boundary = self.schedule.put_window_block(window);
+        let metagraph = chain.metagraph(self.netuid, Some(boundary)).await?;
+        let boundary_hash = chain.block_hash(boundary).await?;
+        let mut peers = Vec::with_capacity(metagraph.neurons.len());
+        for n in &metagraph.neurons {
+            // A commitment written after the boundary did not exist at it.
+            let bucket = chain
+                .commitment(self.netuid, &n.hotkey)
+                .await?
+                .filter(|c| c.block <= boundary)
+                .and_then(|c| gather::parse_commitment(&c.data));
+            peers.push(Peer { uid: n.uid, hotkey: n.hotkey, incentive: n.incentive, bucket });
+        }
+        let tiers = &self.config.weights.tiers;
+        let rules = GatherRules {
+            gather_peers: tiers.gather_peers as usize,
+            reserve_peers: tiers.reserve_peers as usize,
+            burn_uid: self.config.weights.burn_uid,
+            excluded: self.excluded.clone(),
+        };
+        Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules) })
+    }
+
+    fn store(&self, url: &str) -> Result<Store, String> {
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = stores.get(url) {
+            return Ok(s.clone());
+        }
+        let s = Store::open(url, &self.config.storage).map_err(|e| e.to_string())?;
+        stores.insert(url.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Fetches and checks one candidate's payload for `plan.window` against the base model.
+    async fn check(
+        &self,
+        peer: &Peer,
+        plan: &WindowPlan,
+        base: &Fingerprint,
+    ) -> Result<(u64, Vec<EncodedTensor>), Skip> {
+        let Some(url) = &peer.bucket else { return Err(Skip::Missing) };
+        let store = self.store(url).map_err(Skip::Unreachable)?;
+        let key = self.namespace.payload(plan.window, peer.uid, &peer.hotkey);
+        let expect = Expectation {
+            netuid: self.netuid,
+            window: plan.window,
+            uid: peer.uid,
+            hotkey: &peer.hotkey,
+            config_hash: &self.config_hash,
+        };
+        let (info, p) = payload::fetch(&store, &key, &self.layout, &expect).await.map_err(|e| match e {
+            FetchError::Storage(s) if s.is_not_found() => Skip::Missing,
+            FetchError::Storage(s) => Skip::Unreachable(s.to_string()),
+            FetchError::Rejected(r) => Skip::Invalid(r),
+        })?;
+        match plan.put.classify(info.last_modified_ms) {
+            Freshness::OnTime => {}
+            Freshness::TooEarly { by_ms } => return Err(Skip::TooEarly { by_ms }),
+            Freshness::TooLate { by_ms } => return Err(Skip::TooLate { by_ms }),
+        }
+        if p.header.base_fingerprint != base.0 {
+            return Err(Skip::StaleBase { claimed: Fingerprint(p.header.base_fingerprint) });
+        }
+        if p.header.samples_digest != samples_digest(&self.assigned(plan.window, peer.uid, &peer.hotkey)) {
+            return Err(Skip::WrongSamples);
+        }
+        Ok((info.size, p.tensors))
+    }
+
+    /// Gathers the plan's payloads, aggregates the accepted ones and applies the outer step to
+    /// `model` (the window's base). With nothing accepted the model is left as it is.
+    pub async fn apply(&self, model: &mut MasterModel, plan: &WindowPlan) -> Applied {
+        let base = model.fingerprint();
+        let gather_peers = self.config.weights.tiers.gather_peers as usize;
+        // Collected first: a stream over a borrowing closure is not `Send` for every lifetime,
+        // and nodes run this inside spawned tasks.
+        let checks: Vec<_> = plan.candidates.iter().map(|p| self.check(p, plan, &base)).collect();
+        let results: Vec<Result<(u64, Vec<EncodedTensor>), Skip>> =
+            futures::stream::iter(checks).buffered(FETCH_CONCURRENCY).collect().await;
+        let mut payloads: Vec<Option<(u64, Vec<EncodedTensor>)>> = Vec::with_capacity(results.len());
+        let mut verdicts = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(p) => {
+                    payloads.push(Some(p));
+                    verdicts.push(Verdict::Accepted);
+                }
+                Err(skip) => {
+                    payloads.push(None);
+                    verdicts.push(Verdict::Rejected(skip));
+                }
+            }
+        }
+        let (positions, skipped) = gather::select(&plan.candidates, verdicts, gather_peers);
+        let mut peers: Vec<(u16, &[EncodedTensor])> = Vec::with_capacity(positions.len());
+        let mut bytes = 0;
+        for &i in &positions {
+            if let Some((size, tensors)) = &payloads[i] {
+                bytes += size;
+                peers.push((plan.candidates[i].uid, tensors.as_slice()));
+            }
+        }
+        let mut failed_tensors = Vec::new();
+        if !peers.is_empty() {
+            match aggregate_model(&peers, &self.layout.spec, self.threads) {
+                Ok(update) => {
+                    failed_tensors = update.failed;
+                    let lr = self.config.training.outer_learning_rate as f32;
+                    if let Err(e) = model.outer_step(&update.tensors, lr, self.threads) {
+                        // Sizes come from the same layout; this would be a bug, not bad input.
+                        tracing::error!(window = plan.window, error = %e, "outer step refused the aggregate");
+                    }
+                }
+                Err(e) => tracing::warn!(window = plan.window, error = %e, "nothing aggregated"),
+            }
+        }
+        Applied {
+            window: plan.window,
+            accepted: peers.iter().map(|(uid, _)| *uid).collect(),
+            skipped,
+            failed_tensors,
+            fingerprint: model.fingerprint(),
+            bytes,
+        }
+    }
+}

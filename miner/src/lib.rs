@@ -1,0 +1,8 @@
+//! The Ferrum miner as a library: [`run`] executes the window driver's actions (train, upload,
+//! gather and apply) against any [`Chain`](ferrum_chain::Chain) and store; `main.rs` only
+//! parses flags. A harness (the devnet, the tests) runs many miners in one process.
+
+pub mod run;
+pub mod trainer;
+
+pub use run::{MinerError, MinerEvent, MinerSetup, run};

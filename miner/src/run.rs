@@ -1,0 +1,372 @@
+//! The miner's window loop: an executor of the window driver's actions
+//! (`ferrum_common::driver`). Train on the assigned samples, upload the signed payload in the
+//! put window, gather and apply the window like every other node, and persist all of it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use ferrum_chain::{BlockInfo, Chain, ChainError, Keypair};
+use ferrum_common::assignment::samples_digest;
+use ferrum_common::driver::{Action, Block, Done, Driver, Phase};
+use ferrum_common::gather::{self, CommitmentError};
+use ferrum_common::model::MasterModel;
+use ferrum_common::payload::{self, PayloadHeader};
+use ferrum_common::{Dataset, Hotkey, PutWindow, Store, SubnetConfig};
+use ferrum_node::retry::{Backoff, retry};
+use ferrum_node::{Applied, Metrics, NodeState, StateDir, StateError, Sync};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, info, warn};
+
+use crate::trainer::{TrainJob, TrainerThread};
+
+/// Everything a miner runs with, opened and checked by the caller.
+pub struct MinerSetup {
+    pub config: SubnetConfig,
+    pub netuid: u16,
+    pub keypair: Keypair,
+    /// This miner's bucket: payloads go here.
+    pub store: Store,
+    /// The URL of that bucket as other nodes must open it (committed on chain).
+    pub bucket_url: String,
+    pub dataset: Arc<Dataset>,
+    /// Where the model, error feedback and progress are kept between runs.
+    pub state_dir: PathBuf,
+    /// Training backend: `flex` (CPU), or `wgpu` / `cuda` in builds with them.
+    pub backend: String,
+    /// Threads for encoding, aggregation and the outer step.
+    pub threads: usize,
+    pub metrics: Metrics,
+    /// Progress reports for a harness (devnet, tests); `None` in production.
+    pub events: Option<mpsc::UnboundedSender<MinerEvent>>,
+}
+
+/// What a miner reports to a harness.
+#[derive(Debug, Clone)]
+pub enum MinerEvent {
+    /// The outer step of `window` is applied; `model` is the base of `window + 1`.
+    Applied { uid: u16, applied: Applied, model: Arc<MasterModel> },
+    /// The payload of `window` is uploaded.
+    Uploaded { uid: u16, window: u64, bytes: usize },
+    /// Nothing to do until the block after `block`.
+    Idle { uid: u16, block: u64 },
+}
+
+/// Why a miner stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MinerError {
+    #[error(
+        "hotkey {hotkey} is not registered on netuid {netuid}: register it first (btcli subnets register --netuid {netuid})"
+    )]
+    NotRegistered { hotkey: Hotkey, netuid: u16 },
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Commitment(#[from] CommitmentError),
+    #[error("cannot start the training thread: {0}")]
+    Thread(std::io::Error),
+    #[error("cannot replay window {window}: {source} (start from a checkpoint instead)")]
+    Replay { window: u64, source: ChainError },
+    #[error("dataset: {0}")]
+    Data(#[from] ferrum_common::data::DataError),
+}
+
+/// A window's trained, encoded update, waiting for the put window.
+struct Pending {
+    window: u64,
+    encoded: Vec<ferrum_common::codec::EncodedTensor>,
+    samples: Vec<u64>,
+}
+
+/// Runs the miner until `shutdown` turns true (or the chain's block stream ends).
+pub async fn run(setup: MinerSetup, chain: impl Chain, mut shutdown: watch::Receiver<bool>) -> Result<(), MinerError> {
+    let hotkey = setup.keypair.hotkey();
+    let netuid = setup.netuid;
+    let uid = retry("uid lookup", Backoff::default(), || chain.uid_of(netuid, &hotkey))
+        .await?
+        .ok_or(MinerError::NotRegistered { hotkey, netuid })?;
+    let span = tracing::info_span!("miner", uid, hotkey = %hotkey);
+    Miner::start(setup, uid, &chain).instrument(span.clone()).await?.run(&chain, &mut shutdown).instrument(span).await
+}
+
+struct Miner {
+    setup: MinerSetup,
+    uid: u16,
+    hotkey: Hotkey,
+    sync: Sync,
+    state_dir: StateDir,
+    state: NodeState,
+    trainer: TrainerThread,
+    pending: Option<Pending>,
+}
+
+impl Miner {
+    async fn start(setup: MinerSetup, uid: u16, chain: &impl Chain) -> Result<Miner, MinerError> {
+        let hotkey = setup.keypair.hotkey();
+        let netuid = setup.netuid;
+        let want = gather::commitment(&setup.bucket_url)?;
+        let have = retry("commitment read", Backoff::default(), || chain.commitment(netuid, &hotkey)).await?;
+        if have.map(|c| c.data) != Some(want.clone()) {
+            retry("commitment write", Backoff::default(), || chain.set_commitment(&setup.keypair, netuid, &want))
+                .await?;
+            info!(bucket = setup.bucket_url, "bucket commitment published");
+        }
+        let sync = Sync::new(&setup.config, netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads);
+        let state_dir = StateDir::open(&setup.state_dir, &setup.config, netuid)?;
+        let state = match state_dir.load(&setup.config).await? {
+            Some(s) => {
+                info!(base_window = s.base_window, fingerprint = %short(&s.model), "resuming from saved state");
+                s
+            }
+            None => {
+                info!("no saved state: starting from the genesis model at window 0");
+                NodeState {
+                    base_window: 0,
+                    global_step: 0,
+                    uploaded: false,
+                    model: MasterModel::genesis(&setup.config),
+                    feedback: None,
+                }
+            }
+        };
+        let trainer = TrainerThread::spawn(setup.config.clone(), setup.backend.clone(), setup.threads)
+            .map_err(MinerError::Thread)?;
+        Ok(Miner { setup, uid, hotkey, sync, state_dir, state, trainer, pending: None })
+    }
+
+    async fn run(mut self, chain: &impl Chain, shutdown: &mut watch::Receiver<bool>) -> Result<(), MinerError> {
+        let cfg = &self.setup.config;
+        let mut driver = Driver::new(self.sync.schedule, cfg.windows.put_window_secs, self.state.base_window, true);
+        if self.state.uploaded {
+            driver.phase = Phase::Uploaded;
+        }
+        let mut head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
+        let mut blocks = chain.blocks(driver.resume_from_block());
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                b = blocks.next() => b,
+            };
+            let block = match next {
+                Some(Ok(b)) => b,
+                Some(Err(e)) if e.is_transient() => {
+                    warn!(error = %e, "block stream failed; resubscribing");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    blocks = chain.blocks(driver.latest.map_or(driver.resume_from_block(), |l| l.number + 1));
+                    continue;
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            };
+            if block.number >= head {
+                head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
+            }
+            driver.observe(to_block(&block), head);
+            self.setup.metrics.set(
+                "ferrum_windows_behind",
+                "Windows between the chain's head and this node's model.",
+                self.sync.schedule.window_of(head).saturating_sub(driver.base_window) as f64,
+            );
+            loop {
+                match driver.next_action() {
+                    Action::Wait => {
+                        let latest = driver.latest.map_or(block.number, |l| l.number);
+                        self.emit(MinerEvent::Idle { uid: self.uid, block: latest });
+                        break;
+                    }
+                    Action::Train { window, stop_at_block } => {
+                        let done = self.train(window, stop_at_block, &mut blocks, &mut driver, &mut head).await?;
+                        driver.done(done);
+                    }
+                    Action::Upload { window } => {
+                        let done = self.upload(window).await;
+                        driver.done(done);
+                    }
+                    Action::Apply { window, put_opened_ms, put_closed_ms, replay } => {
+                        let put = PutWindow { opens_ms: put_opened_ms, closes_ms: put_closed_ms };
+                        self.apply(chain, window, put, replay).await?;
+                        driver.done(Done::Applied { window });
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: MinerEvent) {
+        if let Some(tx) = &self.setup.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Trains `window` on the training thread while following the chain, stopping the run once
+    /// the chain reaches `stop_at_block`.
+    async fn train(
+        &mut self,
+        window: u64,
+        stop_at_block: u64,
+        blocks: &mut BoxStream<'static, Result<BlockInfo, ChainError>>,
+        driver: &mut Driver,
+        head: &mut u64,
+    ) -> Result<Done, MinerError> {
+        let samples = self.sync.assigned(window, self.uid, &self.hotkey);
+        let tokens =
+            retry("reading assigned samples", Backoff::default(), || self.setup.dataset.samples(&samples)).await?;
+        let batch = self.setup.config.training.batch_size.max(1) as usize;
+        let batches: Vec<Vec<Vec<u32>>> = tokens.chunks(batch).map(<[Vec<u32>]>::to_vec).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let job = TrainJob {
+            window,
+            base: Arc::new(self.state.model.clone()),
+            first_step: window * u64::from(self.setup.config.training.inner_steps),
+            batches,
+            stop: stop.clone(),
+            feedback: self.state.feedback.take().unwrap_or_default(),
+        };
+        let training = self.trainer.train(job);
+        tokio::pin!(training);
+        let (feedback, result) = loop {
+            tokio::select! {
+                r = &mut training => break r,
+                b = blocks.next() => match b {
+                    Some(Ok(b)) => {
+                        if b.number >= *head {
+                            *head = b.number;
+                        }
+                        driver.observe(to_block(&b), *head);
+                        if b.number >= stop_at_block {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Some(Err(e)) => warn!(error = %e, "block stream failed while training"),
+                    None => stop.store(true, Ordering::Relaxed),
+                },
+            }
+        };
+        self.state.feedback = (!feedback.is_empty()).then_some(feedback);
+        match result {
+            Ok(o) => {
+                let m = &self.setup.metrics;
+                m.set(
+                    "ferrum_inner_loss",
+                    "Mean training loss of the last window's inner steps.",
+                    f64::from(o.mean_loss),
+                );
+                m.set(
+                    "ferrum_tokens_per_second",
+                    "Training throughput of the last window.",
+                    o.tokens as f64 / o.secs.max(1e-9),
+                );
+                m.set("ferrum_inner_steps", "Inner steps run in the last window.", o.steps as f64);
+                info!(window, steps = o.steps, loss = o.mean_loss, secs = o.secs, "trained");
+                self.pending = Some(Pending { window, encoded: o.encoded, samples });
+                Ok(Done::Trained { window })
+            }
+            Err(e) => {
+                warn!(window, error = %e, "training failed; skipping this window's upload");
+                Ok(Done::UploadFailed { window })
+            }
+        }
+    }
+
+    /// Builds, signs and uploads the pending payload of `window`, then saves the state.
+    async fn upload(&mut self, window: u64) -> Done {
+        let Some(p) = self.pending.take().filter(|p| p.window == window) else {
+            return Done::UploadFailed { window };
+        };
+        let header = PayloadHeader {
+            netuid: self.setup.netuid,
+            uid: self.uid,
+            window,
+            hotkey: self.hotkey,
+            config_hash: self.sync.config_hash,
+            base_fingerprint: self.state.model.fingerprint().0,
+            samples_digest: samples_digest(&p.samples),
+        };
+        let bytes = match payload::build(&header, &p.encoded, &self.sync.layout, self.setup.keypair.pair()) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(window, error = %e, "cannot build the payload");
+                return Done::UploadFailed { window };
+            }
+        };
+        let size = bytes.len();
+        let key = self.sync.namespace.payload(window, self.uid, &self.hotkey);
+        let started = Instant::now();
+        let body = bytes::Bytes::from(bytes);
+        let quick = Backoff { attempts: 4, ..Backoff::default() };
+        match retry("payload upload", quick, || self.setup.store.put(&key, body.clone())).await {
+            Ok(()) => {
+                let m = &self.setup.metrics;
+                m.set("ferrum_payload_bytes", "Size of the last uploaded payload.", size as f64);
+                m.set("ferrum_upload_seconds", "Time the last upload took.", started.elapsed().as_secs_f64());
+                info!(window, bytes = size, key, "payload uploaded");
+                self.state.uploaded = true;
+                if let Err(e) = self.state_dir.save(&self.state).await {
+                    warn!(window, error = %e, "cannot save state after the upload");
+                }
+                self.emit(MinerEvent::Uploaded { uid: self.uid, window, bytes: size });
+                Done::Uploaded { window }
+            }
+            Err(e) => {
+                warn!(window, error = %e, "upload failed");
+                Done::UploadFailed { window }
+            }
+        }
+    }
+
+    /// Gathers and applies `window`, then saves the new base.
+    async fn apply(&mut self, chain: &impl Chain, window: u64, put: PutWindow, replay: bool) -> Result<(), MinerError> {
+        let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
+            .await
+            .map_err(|source| MinerError::Replay { window, source })?;
+        let applied = self.sync.apply(&mut self.state.model, &plan).await;
+        self.state.base_window = window + 1;
+        self.state.uploaded = false;
+        if !applied.accepted.is_empty() {
+            self.state.global_step += 1;
+        }
+        self.pending = None;
+        self.state_dir.save(&self.state).await?;
+        let m = &self.setup.metrics;
+        m.set("ferrum_window", "The last window whose outer step this node applied.", window as f64);
+        m.set("ferrum_peers_gathered", "Payloads aggregated in the last window.", applied.accepted.len() as f64);
+        m.set("ferrum_payload_bytes_gathered", "Payload bytes downloaded in the last window.", applied.bytes as f64);
+        for (peer, why) in &applied.skipped {
+            m.add(
+                format!("ferrum_peers_skipped_total{{reason=\"{}\"}}", why.kind()),
+                "Payloads skipped, by reason.",
+                1.0,
+            );
+            info!(window, peer, reason = %why, "payload skipped");
+        }
+        let fp = applied.fingerprint.to_string();
+        m.set(
+            "ferrum_model_fingerprint_prefix",
+            "First 6 hex digits of the model fingerprint, as a number.",
+            u32::from_str_radix(&fp[..6], 16).map_or(0.0, f64::from),
+        );
+        info!(
+            window,
+            replay,
+            accepted = ?applied.accepted,
+            skipped = applied.skipped.len(),
+            fingerprint = &fp[..16],
+            "window applied"
+        );
+        self.emit(MinerEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
+        Ok(())
+    }
+}
+
+fn to_block(b: &BlockInfo) -> Block {
+    Block { number: b.number, timestamp_ms: b.timestamp_ms }
+}
+
+fn short(m: &MasterModel) -> String {
+    m.fingerprint().to_string()[..16].to_string()
+}

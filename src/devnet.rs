@@ -1,0 +1,448 @@
+//! `ferrum devnet`: a whole subnet in one process, offline: a [`LocalChain`], local object
+//! stores, N miners, on data the project makes itself. The same harness runs the multi-node
+//! tests. It conducts the chain: a block is produced only when every live node has processed
+//! the previous one and waits, and the block that closes a put window only after the window's
+//! length has passed on the wall clock (block timestamps and object times are both real).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ferrum_chain::{Chain, Keypair, LocalChain, SubnetParams};
+use ferrum_common::model::MasterModel;
+use ferrum_common::storage::Location;
+use ferrum_common::train::{Evaluator, device};
+use ferrum_common::{Dataset, Preset, Store, SubnetConfig, WindowSchedule};
+use ferrum_miner::{MinerEvent, MinerSetup};
+use ferrum_node::{Applied, Metrics};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::prepare::{PrepareJob, prepare};
+use crate::synth::write_corpus;
+use crate::tokenizer::Tokenizer;
+
+/// The devnet's subnet id.
+pub const NETUID: u16 = 1;
+/// How long the conductor waits for a node before producing the next block anyway.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DevnetOptions {
+    pub miners: usize,
+    pub windows: u64,
+    pub preset: String,
+    pub dir: PathBuf,
+    /// Put window length (short, so a devnet window takes seconds).
+    pub put_window_secs: u64,
+    /// Inner steps per window (default: the preset's).
+    pub inner_steps: Option<u32>,
+    /// Held-out samples for the loss of the global model.
+    pub eval_samples: usize,
+    /// Threads per node for encoding and aggregation.
+    pub threads: usize,
+}
+
+impl Default for DevnetOptions {
+    fn default() -> Self {
+        DevnetOptions {
+            miners: 3,
+            windows: 6,
+            preset: "test".into(),
+            dir: PathBuf::from("ferrum-devnet"),
+            put_window_secs: 2,
+            inner_steps: None,
+            eval_samples: 64,
+            threads: 1,
+        }
+    }
+}
+
+/// One window as the devnet saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowSummary {
+    pub window: u64,
+    /// Held-out loss of the global model after the window's outer step.
+    pub loss: f32,
+    /// Every live miner reported the window and all hold the same fingerprint.
+    pub in_sync: bool,
+    /// uid → fingerprint (hex) after the window.
+    pub fingerprints: BTreeMap<u16, String>,
+    /// Uids aggregated (as the lowest reporting uid saw it; in sync, all saw the same).
+    pub peers: Vec<u16>,
+    /// uid → why its payload was skipped.
+    pub skipped: BTreeMap<u16, String>,
+    /// Payload bytes uploaded in the window, all miners together.
+    pub bytes_uploaded: u64,
+    pub seconds: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DevnetSummary {
+    pub preset: String,
+    pub miners: usize,
+    /// Held-out loss of the genesis model.
+    pub initial_loss: f32,
+    pub windows: Vec<WindowSummary>,
+}
+
+struct MinerSlot {
+    keypair: Keypair,
+    dir: PathBuf,
+    task: Option<JoinHandle<Result<(), ferrum_miner::MinerError>>>,
+    stop: Option<watch::Sender<bool>>,
+    metrics: Metrics,
+}
+
+/// A running devnet.
+pub struct Devnet {
+    pub chain: LocalChain,
+    pub config: SubnetConfig,
+    pub schedule: WindowSchedule,
+    dataset: Arc<Dataset>,
+    heldout: Vec<Vec<u32>>,
+    evaluator: Evaluator,
+    threads: usize,
+    miners: BTreeMap<u16, MinerSlot>,
+    events_tx: mpsc::UnboundedSender<MinerEvent>,
+    events: mpsc::UnboundedReceiver<MinerEvent>,
+    /// Last block each miner reported waiting after.
+    idle: HashMap<u16, u64>,
+    /// window → uid → what applying it did, and the model after it.
+    applied: BTreeMap<u64, BTreeMap<u16, (Applied, Arc<MasterModel>)>>,
+    uploaded: BTreeMap<u64, u64>,
+}
+
+impl Devnet {
+    /// Prepares data, config and chain under `opts.dir` (node state there is wiped; the
+    /// dataset is kept and reused), registers the miners and starts them.
+    pub async fn start(opts: &DevnetOptions) -> Result<Devnet> {
+        let preset = Preset::from_name(&opts.preset)
+            .with_context(|| format!("unknown preset `{}`: use one of {}", opts.preset, Preset::names()))?;
+        let mut config = preset.config();
+        if !matches!(config.data.tokenizer.as_str(), "bytes") {
+            bail!(
+                "the devnet makes its data with the bytes tokenizer; preset {} uses {}",
+                opts.preset,
+                config.data.tokenizer
+            );
+        }
+        config.windows.put_window_secs = opts.put_window_secs;
+        if let Some(steps) = opts.inner_steps {
+            config.training.inner_steps = steps;
+        }
+        std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+        let dir = std::fs::canonicalize(&opts.dir)?;
+        let nodes = dir.join("nodes");
+        if nodes.exists() {
+            std::fs::remove_dir_all(&nodes).with_context(|| format!("clearing {}", nodes.display()))?;
+        }
+        let tokens = 4 * config.samples_per_window() * u64::from(config.data.sequence_length) * 16;
+        let dataset = make_dataset(&dir.join("dataset"), &config, tokens.max(1 << 20), 0).await?;
+        let heldout_ds = make_dataset(&dir.join("heldout"), &config, 1 << 18, 1).await?;
+        config.data.dataset_id = Some(dataset.id().to_string());
+        config.storage.dataset_url = dir.join("dataset").display().to_string();
+        config.storage.url = nodes.display().to_string();
+        if let Err(errors) = config.validate() {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            bail!("devnet config is not valid: {}", list.join("; "));
+        }
+        dataset.check_config(&config)?;
+        std::fs::write(dir.join("config.json"), config.to_pretty_json())?;
+        let n = (opts.eval_samples as u64).min(heldout_ds.num_samples());
+        let heldout = heldout_ds.samples(&(0..n).collect::<Vec<_>>()).await?;
+        let evaluator = Evaluator::new(&config, &device("flex")?);
+
+        let chain = LocalChain::new();
+        let params = SubnetParams {
+            tempo: 99,
+            weights_rate_limit: 10,
+            weights_version_key: 0,
+            min_allowed_weights: 1,
+            max_weight_limit: u16::MAX,
+            commit_reveal: false,
+            reveal_period_epochs: 1,
+            max_uids: 256,
+            max_validators: 64,
+        };
+        chain.create_subnet(NETUID, params, 1_000_000_000);
+        let owner = Keypair::from_secret("//Alice", "devnet owner")?;
+        chain.fund(&owner.hotkey(), u64::MAX / 4);
+        // The owner takes uid 0, the burn uid.
+        chain.register(&owner, NETUID, &owner.hotkey()).await?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let mut devnet = Devnet {
+            schedule: WindowSchedule::new(&config.windows),
+            chain,
+            config,
+            dataset: Arc::new(dataset),
+            heldout,
+            evaluator,
+            threads: opts.threads.max(1),
+            miners: BTreeMap::new(),
+            events_tx,
+            events,
+            idle: HashMap::new(),
+            applied: BTreeMap::new(),
+            uploaded: BTreeMap::new(),
+        };
+        for i in 1..=opts.miners {
+            let keypair = Keypair::from_secret(&format!("//ferrum-devnet-miner-{i}"), "devnet miner")?;
+            let uid = devnet.chain.register(&owner, NETUID, &keypair.hotkey()).await?;
+            let slot = MinerSlot {
+                keypair,
+                dir: nodes.join(format!("miner-{uid}")),
+                task: None,
+                stop: None,
+                metrics: Metrics::default(),
+            };
+            devnet.miners.insert(uid, slot);
+        }
+        let uids: Vec<u16> = devnet.miners.keys().copied().collect();
+        for uid in uids {
+            devnet.start_miner(uid)?;
+        }
+        Ok(devnet)
+    }
+
+    /// The uids of the miners.
+    pub fn miner_uids(&self) -> Vec<u16> {
+        self.miners.keys().copied().collect()
+    }
+
+    /// Starts (or restarts, from its state directory) miner `uid`.
+    pub fn start_miner(&mut self, uid: u16) -> Result<()> {
+        let slot = self.miners.get_mut(&uid).with_context(|| format!("no miner {uid}"))?;
+        let bucket = slot.dir.join("bucket");
+        let store = Store::open_location(
+            &Location::Local { root: bucket.clone() },
+            ferrum_common::StorageLimits::from(&self.config.storage),
+        )?;
+        let setup = MinerSetup {
+            config: self.config.clone(),
+            netuid: NETUID,
+            keypair: slot.keypair.clone(),
+            store,
+            bucket_url: bucket.display().to_string(),
+            dataset: self.dataset.clone(),
+            state_dir: slot.dir.join("state"),
+            backend: "flex".into(),
+            threads: self.threads,
+            metrics: slot.metrics.clone(),
+            events: Some(self.events_tx.clone()),
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let chain = self.chain.clone();
+        slot.task = Some(tokio::spawn(ferrum_miner::run(setup, chain, shutdown)));
+        slot.stop = Some(stop);
+        self.idle.remove(&uid);
+        Ok(())
+    }
+
+    /// Kills miner `uid` where it stands: its task is aborted at its next await, so nothing
+    /// after that point runs (the in-process stand-in for SIGKILL; its training thread ends
+    /// with its current step).
+    pub fn kill_miner(&mut self, uid: u16) {
+        if let Some(slot) = self.miners.get_mut(&uid) {
+            if let Some(t) = slot.task.take() {
+                t.abort();
+            }
+            slot.stop = None;
+        }
+        self.idle.remove(&uid);
+    }
+
+    /// A miner's metrics.
+    pub fn metrics(&self, uid: u16) -> Option<&Metrics> {
+        self.miners.get(&uid).map(|s| &s.metrics)
+    }
+
+    fn live(&self) -> Vec<u16> {
+        self.miners.iter().filter(|(_, s)| s.task.is_some()).map(|(&u, _)| u).collect()
+    }
+
+    fn take_event(&mut self, e: MinerEvent) {
+        match e {
+            MinerEvent::Idle { uid, block } => {
+                self.idle.insert(uid, block);
+            }
+            MinerEvent::Uploaded { window, bytes, .. } => *self.uploaded.entry(window).or_default() += bytes as u64,
+            MinerEvent::Applied { uid, applied, model } => {
+                self.applied.entry(applied.window).or_default().insert(uid, (applied, model));
+            }
+        }
+    }
+
+    /// Waits until every live miner waits after `head`; a miner that died is reported.
+    async fn wait_idle(&mut self, head: u64) -> Result<()> {
+        let deadline = Instant::now() + IDLE_TIMEOUT;
+        loop {
+            while let Ok(e) = self.events.try_recv() {
+                self.take_event(e);
+            }
+            for uid in self.live() {
+                let finished = self.miners[&uid].task.as_ref().is_some_and(JoinHandle::is_finished);
+                if finished {
+                    let task = self.miners.get_mut(&uid).and_then(|s| s.task.take());
+                    if let Some(t) = task {
+                        match t.await {
+                            Ok(Ok(())) => bail!("miner {uid} stopped"),
+                            Ok(Err(e)) => bail!("miner {uid} failed: {e}"),
+                            Err(e) => bail!("miner {uid} panicked: {e}"),
+                        }
+                    }
+                }
+            }
+            if self.live().iter().all(|u| self.idle.get(u).is_some_and(|&b| b >= head)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    head,
+                    "nodes still busy after {} s; producing the next block anyway",
+                    IDLE_TIMEOUT.as_secs()
+                );
+                return Ok(());
+            }
+            if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), self.events.recv()).await {
+                self.take_event(e);
+            }
+        }
+    }
+
+    /// Produces blocks until every live miner has applied `window`, and returns its summary.
+    pub async fn run_window(&mut self, window: u64) -> Result<WindowSummary> {
+        let started = Instant::now();
+        let put_ms = self.config.windows.put_window_secs * 1000;
+        loop {
+            let head = self.chain.best_block().await?;
+            self.wait_idle(head.number).await?;
+            let live = self.live();
+            let done = self.applied.get(&window).is_some_and(|m| live.iter().all(|u| m.contains_key(u)));
+            if done {
+                break;
+            }
+            // Hold the block that would close an open put window until the window is over.
+            let open: Option<u64> = (0..=self.schedule.window_of(head.number))
+                .rev()
+                .take(2)
+                .map(|w| self.schedule.put_window_block(w))
+                .filter(|&b| b <= head.number)
+                .max();
+            if let Some(b) = open {
+                let opened = block_timestamp(&self.chain, b).await?;
+                let now = now_ms();
+                if now <= opened + put_ms {
+                    tokio::time::sleep(Duration::from_millis(opened + put_ms - now + 20)).await;
+                }
+            }
+            self.chain.advance(1);
+        }
+        Ok(self.summarize(window, started.elapsed().as_secs_f64()))
+    }
+
+    fn summarize(&self, window: u64, seconds: f64) -> WindowSummary {
+        let reports = self.applied.get(&window).cloned().unwrap_or_default();
+        let fingerprints: BTreeMap<u16, String> =
+            reports.iter().map(|(&u, (a, _))| (u, a.fingerprint.to_string())).collect();
+        let live = self.live();
+        let in_sync = live.iter().all(|u| reports.contains_key(u))
+            && fingerprints.values().collect::<std::collections::BTreeSet<_>>().len() == 1;
+        let first = reports.values().next();
+        let loss = first.map_or(f32::NAN, |(_, model)| self.loss(model));
+        WindowSummary {
+            window,
+            loss,
+            in_sync,
+            fingerprints,
+            peers: first.map(|(a, _)| a.accepted.clone()).unwrap_or_default(),
+            skipped: first
+                .map(|(a, _)| a.skipped.iter().map(|(u, s)| (*u, s.to_string())).collect())
+                .unwrap_or_default(),
+            bytes_uploaded: self.uploaded.get(&window).copied().unwrap_or(0),
+            seconds,
+        }
+    }
+
+    /// Held-out loss of a model.
+    pub fn loss(&self, model: &MasterModel) -> f32 {
+        tokio::task::block_in_place(|| self.evaluator.mean_loss(model, &self.heldout)).unwrap_or(f32::NAN)
+    }
+
+    /// The window the chain is in.
+    pub async fn current_window(&self) -> Result<u64> {
+        Ok(self.schedule.window_of(self.chain.best_block().await?.number))
+    }
+
+    /// Stops every miner.
+    pub async fn stop(&mut self) {
+        for slot in self.miners.values_mut() {
+            if let Some(s) = slot.stop.take() {
+                let _ = s.send(true);
+            }
+            if let Some(t) = slot.task.take() {
+                let _ = t.await;
+            }
+        }
+    }
+}
+
+/// Runs a devnet for `opts.windows` windows, calling `each` after every window.
+pub async fn run(opts: &DevnetOptions, mut each: impl FnMut(&WindowSummary)) -> Result<DevnetSummary> {
+    let mut devnet = Devnet::start(opts).await?;
+    let initial_loss = devnet.loss(&MasterModel::genesis(&devnet.config));
+    let first = devnet.current_window().await? + 1;
+    let mut windows = Vec::new();
+    for w in first..first + opts.windows {
+        let s = devnet.run_window(w).await?;
+        each(&s);
+        windows.push(s);
+    }
+    devnet.stop().await;
+    Ok(DevnetSummary { preset: opts.preset.clone(), miners: opts.miners, initial_loss, windows })
+}
+
+async fn block_timestamp(chain: &LocalChain, number: u64) -> Result<u64> {
+    use futures::StreamExt;
+    match chain.blocks(number).next().await {
+        Some(Ok(b)) => Ok(b.timestamp_ms),
+        Some(Err(e)) => Err(e.into()),
+        None => bail!("block {number} is not available"),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A dataset of synthetic text in `dir`, reused when it is already there.
+async fn make_dataset(dir: &Path, config: &SubnetConfig, bytes: u64, seed: u64) -> Result<Dataset> {
+    if dir.join(ferrum_common::keys::DATASET_MANIFEST).exists()
+        && let Ok(ds) = Dataset::open_url(&dir.display().to_string(), &config.storage).await
+        && ds.check_config(config).is_ok()
+    {
+        return Ok(ds);
+    }
+    let text = dir.with_extension("jsonl");
+    write_corpus(&text, bytes, seed)?;
+    let store = Store::open(&dir.display().to_string(), &config.storage)?;
+    prepare(
+        PrepareJob {
+            inputs: vec![text],
+            tokenizer: Tokenizer::load(&config.data.tokenizer, None)?,
+            sequence_length: config.data.sequence_length,
+            samples_per_shard: 8192,
+            text_field: "text".into(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            progress: false,
+        },
+        &store,
+    )
+    .await?;
+    Ok(Dataset::open(store, None).await?)
+}
