@@ -257,6 +257,32 @@ impl Devnet {
         self.idle.remove(&uid);
     }
 
+    /// Registers another neuron (not run by the devnet) with a committed local bucket, for
+    /// tests that play a peer by hand. Returns its uid, key and bucket.
+    pub async fn register_peer(&mut self, secret: &str) -> Result<(u16, Keypair, Store)> {
+        let owner = Keypair::from_secret("//Alice", "devnet owner")?;
+        let keypair = Keypair::from_secret(secret, "devnet peer")?;
+        let uid = self.chain.register(&owner, NETUID, &keypair.hotkey()).await?;
+        let dir = Path::new(&self.config.storage.url).join(format!("peer-{uid}"));
+        let store = Store::open_location(
+            &Location::Local { root: dir.clone() },
+            ferrum_common::StorageLimits::from(&self.config.storage),
+        )?;
+        let commitment = ferrum_common::gather::commitment(&dir.display().to_string())?;
+        self.chain.set_commitment(&keypair, NETUID, &commitment).await?;
+        Ok((uid, keypair, store))
+    }
+
+    /// What each miner reported for `window`: uid → (what applying it did, the model after).
+    pub fn reports(&self, window: u64) -> BTreeMap<u16, (Applied, Arc<MasterModel>)> {
+        self.applied.get(&window).cloned().unwrap_or_default()
+    }
+
+    /// The dataset the miners train on.
+    pub fn dataset(&self) -> &Dataset {
+        &self.dataset
+    }
+
     /// A miner's metrics.
     pub fn metrics(&self, uid: u16) -> Option<&Metrics> {
         self.miners.get(&uid).map(|s| &s.metrics)
@@ -317,7 +343,14 @@ impl Devnet {
 
     /// Produces blocks until every live miner has applied `window`, and returns its summary.
     pub async fn run_window(&mut self, window: u64) -> Result<WindowSummary> {
+        self.run_window_with(window, |_| {}).await
+    }
+
+    /// As [`run_window`](Self::run_window), calling `on_open(opened_ms)` once the block that
+    /// opens `window`'s put window exists (tests place their own objects then).
+    pub async fn run_window_with(&mut self, window: u64, mut on_open: impl FnMut(u64)) -> Result<WindowSummary> {
         let started = Instant::now();
+        let mut opened_called = false;
         let put_ms = self.config.windows.put_window_secs * 1000;
         loop {
             let head = self.chain.best_block().await?;
@@ -342,6 +375,11 @@ impl Devnet {
                 }
             }
             self.chain.advance(1);
+            let put_block = self.schedule.put_window_block(window);
+            if !opened_called && self.chain.best_block().await?.number >= put_block {
+                on_open(block_timestamp(&self.chain, put_block).await?);
+                opened_called = true;
+            }
         }
         Ok(self.summarize(window, started.elapsed().as_secs_f64()))
     }

@@ -5,6 +5,7 @@ mod chain_spec;
 mod checkpoint;
 mod cli;
 mod dataset;
+mod devnet;
 mod payload;
 mod seaweed;
 mod storage;

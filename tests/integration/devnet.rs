@@ -1,0 +1,205 @@
+//! Several miners on the in-process harness (`ferrum::devnet`): a LocalChain, local buckets,
+//! real training. One window costs about a put window (1 s here) plus training.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use ferrum::devnet::{Devnet, DevnetOptions, NETUID};
+use ferrum_chain::Keypair;
+use ferrum_common::assignment::{SampleRequest, assign_samples, samples_digest};
+use ferrum_common::codec::{CodecSpec, encode_model, synthetic_delta};
+use ferrum_common::model::MasterModel;
+use ferrum_common::payload::{self, PayloadHeader, PayloadLayout, Rejection};
+use ferrum_common::{Hotkey, Store};
+use ferrum_miner::MinerSetup;
+use ferrum_node::{Metrics, Skip};
+
+fn options(dir: &std::path::Path, miners: usize) -> DevnetOptions {
+    DevnetOptions { miners, dir: dir.to_path_buf(), put_window_secs: 1, eval_samples: 16, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_stay_in_sync_while_one_is_killed_and_restarted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Devnet::start(&options(dir.path(), 3)).await.expect("devnet");
+    let w = d.current_window().await.expect("window") + 1;
+    let s = d.run_window(w).await.expect("window");
+    assert!(s.in_sync && s.peers.len() == 3, "{s:?}");
+
+    // Miners applied w and are now in w + 1's training time: kill one there.
+    d.kill_miner(2);
+    let s = d.run_window(w + 1).await.expect("window without miner 2");
+    assert!(s.in_sync, "{s:?}");
+    assert!(!s.peers.contains(&2), "a killed miner uploads nothing: {s:?}");
+    assert_eq!(s.fingerprints.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+    let after_w1 = s.fingerprints[&1].clone();
+
+    // Restarted from its state directory, it replays w + 1 and rejoins in w + 2.
+    d.start_miner(2).expect("restart");
+    let s = d.run_window(w + 2).await.expect("window after restart");
+    assert!(s.in_sync, "{s:?}");
+    assert_eq!(s.fingerprints.len(), 3);
+    assert_eq!(d.reports(w + 1)[&2].0.fingerprint.to_string(), after_w1, "the replay reaches the same model");
+    assert!(s.peers.contains(&2), "it trains and uploads again in the window it rejoined: {s:?}");
+    let m = d.metrics(2).expect("metrics");
+    assert_eq!(m.get("ferrum_window"), Some((w + 2) as f64));
+    assert_eq!(m.get("ferrum_peers_gathered"), Some(3.0));
+    d.stop().await;
+}
+
+/// A hand-made payload from `key` (as uid `uid`) for `window`, trained "from" `base`.
+fn crafted(d: &Devnet, key: &Keypair, uid: u16, window: u64, base: &MasterModel, samples_of_window: u64) -> Vec<u8> {
+    let config = &d.config;
+    let spec = CodecSpec::new(config);
+    let delta: Vec<Vec<f32>> =
+        base.tensors.iter().enumerate().map(|(i, t)| synthetic_delta(t.len(), i as u64)).collect();
+    let mut feedback: Vec<Vec<f32>> = base.tensors.iter().map(|t| vec![0.0; t.len()]).collect();
+    let tensors = encode_model(&mut feedback, &delta, 0.9, &spec, 1);
+    let hotkey = key.hotkey();
+    let req =
+        SampleRequest { dataset: d.dataset().id(), netuid: NETUID, window: samples_of_window, uid, hotkey: &hotkey };
+    let samples = assign_samples(&req, config.samples_per_window(), d.dataset().num_samples()).expect("assign");
+    let header = PayloadHeader {
+        netuid: NETUID,
+        uid,
+        window,
+        hotkey,
+        config_hash: config.hash(),
+        base_fingerprint: base.fingerprint().0,
+        samples_digest: samples_digest(&samples),
+    };
+    payload::build(&header, &tensors, &PayloadLayout::new(config), key.pair()).expect("build")
+}
+
+/// Writes an object straight into a local bucket with a chosen LastModified.
+fn put_at(root: &std::path::Path, key: &str, bytes: Vec<u8>, mtime_ms: u64) {
+    let path = root.join(key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, bytes).expect("write");
+    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(mtime_ms);
+    std::fs::File::options().write(true).open(&path).expect("open").set_modified(t).expect("set mtime");
+}
+
+/// Late, early, forged, for another window, of the wrong size, stale and trained on other
+/// samples: every node skips each of them, for the same reason, and stays in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_payloads_are_skipped_by_every_node_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Devnet::start(&options(dir.path(), 2)).await.expect("devnet");
+    let names = ["late", "early", "forged", "other-window", "wrong-size", "stale", "wrong-samples"];
+    let mut peers = BTreeMap::new();
+    for name in names {
+        let (uid, key, store) = d.register_peer(&format!("//ferrum-test-{name}")).await.expect("register");
+        peers.insert(name, (uid, key, store));
+    }
+    let w = d.current_window().await.expect("window") + 1;
+    let s = d.run_window(w).await.expect("first window");
+    assert!(s.in_sync);
+    let base = d.reports(w)[&1].1.clone();
+    let genesis = MasterModel::genesis(&d.config);
+    let target = w + 1;
+    let ns = ferrum_common::keys::Namespace::new(NETUID, &d.config.hash());
+    let put_ms = d.config.windows.put_window_secs * 1000;
+    let eve = Keypair::from_secret("//Eve", "test").expect("eve");
+    let root_of = |uid: u16| std::path::Path::new(&d.config.storage.url).join(format!("peer-{uid}"));
+    let jobs: Vec<(u16, std::path::PathBuf, String, Vec<u8>, i64)> = peers
+        .iter()
+        .map(|(&name, (uid, key, _))| {
+            let good = || crafted(&d, key, *uid, target, &base, target);
+            let (bytes, offset_ms): (Vec<u8>, i64) = match name {
+                "late" => (good(), put_ms as i64 + 5_000),
+                "early" => (good(), -5_000),
+                "forged" => {
+                    // Eve's own valid payload, relabelled as this peer's.
+                    let mut b = crafted(&d, &eve, *uid, target, &base, target);
+                    b[24..56].copy_from_slice(key.hotkey().as_bytes());
+                    (b, 300)
+                }
+                "other-window" => (crafted(&d, key, *uid, w, &base, w), 300),
+                "wrong-size" => (vec![7u8; PayloadLayout::new(&d.config).size() + 1], 300),
+                "stale" => (crafted(&d, key, *uid, target, &genesis, target), 300),
+                "wrong-samples" => (crafted(&d, key, *uid, target, &base, target + 5), 300),
+                _ => unreachable!(),
+            };
+            (*uid, root_of(*uid), ns.payload(target, *uid, &Hotkey(key.hotkey().0)), bytes, offset_ms)
+        })
+        .collect();
+    let s = d
+        .run_window_with(target, |opened_ms| {
+            for (_, root, key, bytes, offset) in &jobs {
+                put_at(root, key, bytes.clone(), (opened_ms as i64 + offset) as u64);
+            }
+        })
+        .await
+        .expect("window with bad payloads");
+    assert!(s.in_sync, "{s:?}");
+    assert_eq!(s.peers.iter().copied().collect::<std::collections::BTreeSet<_>>(), [1, 2].into(), "{s:?}");
+    let reports = d.reports(target);
+    let (first, _) = &reports[&1];
+    for (uid, (applied, _)) in &reports {
+        assert_eq!(applied.skipped, first.skipped, "miner {uid} skipped other payloads or for other reasons");
+    }
+    let reason = |name: &str| -> Skip {
+        let uid = peers[name].0;
+        first
+            .skipped
+            .iter()
+            .find(|(u, _)| *u == uid)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("{name} not skipped"))
+    };
+    assert!(matches!(reason("late"), Skip::TooLate { .. }), "{:?}", reason("late"));
+    assert!(matches!(reason("early"), Skip::TooEarly { .. }), "{:?}", reason("early"));
+    assert!(
+        matches!(reason("forged"), Skip::Invalid(Rejection::Hash | Rejection::Signature)),
+        "{:?}",
+        reason("forged")
+    );
+    assert!(matches!(reason("other-window"), Skip::Invalid(Rejection::Window { .. })), "{:?}", reason("other-window"));
+    assert!(matches!(reason("wrong-size"), Skip::Invalid(Rejection::Size { .. })), "{:?}", reason("wrong-size"));
+    assert!(matches!(reason("stale"), Skip::StaleBase { .. }), "{:?}", reason("stale"));
+    assert!(matches!(reason("wrong-samples"), Skip::WrongSamples), "{:?}", reason("wrong-samples"));
+    d.stop().await;
+}
+
+/// A hotkey that is not registered, and a bucket that cannot be reached: plain errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = Devnet::start(&options(dir.path(), 1)).await.expect("devnet");
+    let stranger = Keypair::from_secret("//ferrum-test-stranger", "test").expect("key");
+    let store = Store::open(&dir.path().join("s").display().to_string(), &d.config.storage).expect("store");
+    let setup = MinerSetup {
+        config: d.config.clone(),
+        netuid: NETUID,
+        keypair: stranger.clone(),
+        store,
+        bucket_url: dir.path().join("s").display().to_string(),
+        dataset: std::sync::Arc::new(
+            ferrum_common::Dataset::open_url(&d.config.storage.dataset_url, &d.config.storage).await.expect("dataset"),
+        ),
+        state_dir: dir.path().join("stranger"),
+        backend: "flex".into(),
+        threads: 1,
+        metrics: Metrics::default(),
+        events: None,
+    };
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let err = ferrum_miner::run(setup, d.chain.clone(), shutdown).await.expect_err("unregistered").to_string();
+    assert!(
+        err.contains("not registered") && err.contains(&stranger.hotkey().to_string()) && err.contains("netuid 1"),
+        "{err}"
+    );
+
+    let mut config = d.config.clone();
+    config.storage.url = "s3://bucket/miner?endpoint=http://127.0.0.1:1&region=us-east-1".into();
+    config.storage.timeout_secs = 3;
+    config.storage.max_retries = 0;
+    let err = ferrum_common::node::NodeContext::preflight(config, NETUID, &stranger.hotkey())
+        .await
+        .err()
+        .expect("unreachable store")
+        .to_string();
+    assert!(err.contains("s3://bucket/miner") && err.contains("127.0.0.1:1"), "{err}");
+    d.stop().await;
+}
