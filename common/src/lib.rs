@@ -21,9 +21,9 @@ macro_rules! hex_id {
     };
 }
 
+// The pure protocol core: no async runtime, no object store, no model framework.
 pub mod assignment;
 pub mod checkpoint;
-pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod data;
@@ -31,19 +31,31 @@ pub mod driver;
 pub mod gather;
 pub mod hotkey;
 pub mod keys;
+pub mod location;
 pub mod model;
-pub mod node;
 pub mod parallel;
 pub mod params;
 pub mod payload;
+pub mod window;
+
+// I/O at the edges (feature `io`): object storage, dataset reading, node startup, CLI helpers.
+#[cfg(feature = "io")]
+pub mod cli;
+#[cfg(feature = "io")]
+pub mod node;
+#[cfg(feature = "io")]
 pub mod storage;
+
+// The training core on burn (feature `train`).
 #[cfg(feature = "train")]
 pub mod train;
-pub mod window;
 
 pub use assignment::{AssignmentError, SampleRequest, assign_samples, random_identity};
 pub use config::{ConfigError, ConfigHash, Preset, SubnetConfig};
-pub use data::{Dataset, DatasetId, Manifest};
+#[cfg(feature = "io")]
+pub use data::Dataset;
+pub use data::{DatasetId, Manifest};
 pub use hotkey::Hotkey;
+#[cfg(feature = "io")]
 pub use storage::{ObjectInfo, S3Credentials, StorageError, StorageLimits, Store};
 pub use window::{Freshness, PutWindow, WindowSchedule};

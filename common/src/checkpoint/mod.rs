@@ -6,10 +6,14 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigHash, SubnetConfig};
+use crate::config::SubnetConfig;
+#[cfg(feature = "io")]
+use crate::config::ConfigHash;
+#[cfg(feature = "io")]
 use crate::keys::Namespace;
 use crate::model::MasterModel;
 use crate::params;
+#[cfg(feature = "io")]
 use crate::storage::{StorageError, Store};
 
 /// Manifest `format` value.
@@ -17,6 +21,7 @@ pub const FORMAT: &str = "ferrum-checkpoint";
 /// Manifest `version` value.
 pub const VERSION: u32 = 1;
 /// Manifests larger than this are refused before download.
+#[cfg(feature = "io")]
 const MANIFEST_CAP: u64 = 1 << 20;
 
 /// What a checkpoint's manifest records.
@@ -40,6 +45,7 @@ pub struct CheckpointManifest {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error(transparent)]
+    #[cfg(feature = "io")]
     Storage(#[from] StorageError),
     #[error("checkpoint manifest is not valid: {0}")]
     Manifest(String),
@@ -99,6 +105,7 @@ pub fn from_safetensors(bytes: &[u8], config: &SubnetConfig) -> Result<MasterMod
     Ok(MasterModel { specs, tensors })
 }
 
+#[cfg(feature = "io")]
 /// Uploads a checkpoint of `model` after the outer step of `window`: tensors first, manifest last.
 pub async fn save(
     store: &Store,
@@ -134,6 +141,7 @@ pub async fn save(
     Ok(manifest)
 }
 
+#[cfg(feature = "io")]
 /// Downloads and verifies the checkpoint of `window`: manifest, config, size, hash, every tensor,
 /// and the fingerprint recomputed from the parameters.
 pub async fn load(
@@ -174,6 +182,7 @@ pub async fn load(
     Ok((model, manifest))
 }
 
+#[cfg(feature = "io")]
 /// The newest window with a complete checkpoint (one whose manifest exists).
 pub async fn latest(store: &Store, ns: &Namespace) -> Result<Option<u64>, CheckpointError> {
     let prefix = format!("{}/checkpoints", ns.as_str());

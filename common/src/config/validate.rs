@@ -268,7 +268,7 @@ fn weights(c: &SubnetConfig, r: &mut Rules) {
 fn storage(c: &SubnetConfig, r: &mut Rules) {
     let s = &c.storage;
     for (field, url) in [("storage.url", &s.url), ("storage.dataset_url", &s.dataset_url)] {
-        if let Err(e) = crate::storage::Location::parse(url) {
+        if let Err(e) = crate::location::Location::parse(url) {
             r.check(false, field, || e.to_string());
         }
     }

@@ -1,17 +1,21 @@
 //! Pre-tokenized datasets: the shard format, the manifest, and a verified reader.
 
+#[cfg(feature = "io")]
 mod dataset;
 mod manifest;
 pub mod shard;
 
+#[cfg(feature = "io")]
 pub use dataset::Dataset;
 pub use manifest::{DatasetId, MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, ShardEntry, TokenizerInfo};
 
+#[cfg(feature = "io")]
 use crate::storage::StorageError;
 
 /// Why a dataset or one of its samples cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    #[cfg(feature = "io")]
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(

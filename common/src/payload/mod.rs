@@ -24,6 +24,7 @@ use sp_core::sr25519;
 use crate::codec::{CodecSpec, EncodedTensor, Values, bits};
 use crate::config::{ConfigHash, SubnetConfig};
 use crate::hotkey::Hotkey;
+#[cfg(feature = "io")]
 use crate::storage::{ObjectInfo, StorageError, Store};
 
 pub use parse::{Expectation, Rejection, parse, parse_unverified};
@@ -191,6 +192,7 @@ pub fn build(
     Ok(out)
 }
 
+#[cfg(feature = "io")]
 /// Why a payload could not be had from storage.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -200,6 +202,7 @@ pub enum FetchError {
     Rejected(Rejection),
 }
 
+#[cfg(feature = "io")]
 // By hand rather than `#[from]`, which would also expose the rejection as the error's source
 // and print it twice in a cause chain.
 impl From<Rejection> for FetchError {
@@ -208,6 +211,7 @@ impl From<Rejection> for FetchError {
     }
 }
 
+#[cfg(feature = "io")]
 /// Fetches and verifies a payload. An object of any size but the exact one a valid payload has
 /// is rejected on its HEAD, without downloading it.
 pub async fn fetch(

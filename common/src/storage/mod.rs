@@ -7,8 +7,6 @@
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
 //! `AWS_ENDPOINT_URL`) and never appear in a location, log line or error.
 
-mod location;
-
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -24,7 +22,7 @@ use object_store::{
 };
 use tokio::io::AsyncReadExt;
 
-pub use location::{Location, LocationError};
+pub use crate::location::{Location, LocationError};
 
 use crate::config::StorageConfig;
 
