@@ -103,6 +103,8 @@ struct Miner {
     state: NodeState,
     trainer: TrainerThread,
     pending: Option<Pending>,
+    /// Saved optimizer state for the training thread's first job.
+    restore: Option<Vec<u8>>,
 }
 
 impl Miner {
@@ -131,12 +133,14 @@ impl Miner {
                     uploaded: false,
                     model: MasterModel::genesis(&setup.config),
                     feedback: None,
+                    optimizer: None,
                 }
             }
         };
         let trainer = TrainerThread::spawn(setup.config.clone(), setup.backend.clone(), setup.threads)
             .map_err(MinerError::Thread)?;
-        Ok(Miner { setup, uid, hotkey, sync, state_dir, state, trainer, pending: None })
+        let restore = state.optimizer.clone();
+        Ok(Miner { setup, uid, hotkey, sync, state_dir, state, trainer, pending: None, restore })
     }
 
     async fn run(mut self, chain: &impl Chain, shutdown: &mut watch::Receiver<bool>) -> Result<(), MinerError> {
@@ -226,6 +230,7 @@ impl Miner {
             batches,
             stop: stop.clone(),
             feedback: self.state.feedback.take().unwrap_or_default(),
+            restore: self.restore.take(),
         };
         let training = self.trainer.train(job);
         tokio::pin!(training);
@@ -263,6 +268,7 @@ impl Miner {
                 );
                 m.set("ferrum_inner_steps", "Inner steps run in the last window.", o.steps as f64);
                 info!(window, steps = o.steps, loss = o.mean_loss, secs = o.secs, "trained");
+                self.state.optimizer = Some(o.optimizer);
                 self.pending = Some(Pending { window, encoded: o.encoded, samples });
                 Ok(Done::Trained { window })
             }

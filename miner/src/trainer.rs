@@ -26,6 +26,8 @@ pub struct TrainJob {
     pub stop: Arc<AtomicBool>,
     /// The error-feedback buffer, moved in and handed back.
     pub feedback: Vec<Vec<f32>>,
+    /// Saved optimizer state to restore when the thread builds its trainer (after a restart).
+    pub restore: Option<Vec<u8>>,
 }
 
 /// What a window's training produced.
@@ -37,6 +39,8 @@ pub struct TrainOutcome {
     pub secs: f64,
     /// The pseudo-gradient after error feedback, compressed.
     pub encoded: Vec<EncodedTensor>,
+    /// The optimizer state after the run, to save with the model.
+    pub optimizer: Vec<u8>,
 }
 
 type Reply = (Vec<Vec<f32>>, Result<TrainOutcome, TrainError>);
@@ -88,7 +92,15 @@ fn run_job(
             t.load(&job.base)?;
             t
         }
-        None => trainer.insert(Trainer::new(config, &job.base, &train::device(backend)?)?),
+        None => {
+            let t = trainer.insert(Trainer::new(config, &job.base, &train::device(backend)?)?);
+            if let Some(saved) = &job.restore
+                && let Err(e) = t.restore_optimizer(saved)
+            {
+                tracing::warn!(error = %e, "cannot restore the optimizer state; starting with fresh moments");
+            }
+            t
+        }
     };
     let mut losses = Vec::with_capacity(job.batches.len());
     let mut tokens = 0u64;
@@ -108,5 +120,13 @@ fn run_job(
     }
     let encoded = encode_model(&mut job.feedback, &delta, beta, spec, threads);
     let mean_loss = if losses.is_empty() { f32::NAN } else { losses.iter().sum::<f32>() / losses.len() as f32 };
-    Ok(TrainOutcome { steps: losses.len(), mean_loss, tokens, secs: started.elapsed().as_secs_f64(), encoded })
+    let optimizer = t.optimizer_state()?;
+    Ok(TrainOutcome {
+        steps: losses.len(),
+        mean_loss,
+        tokens,
+        secs: started.elapsed().as_secs_f64(),
+        encoded,
+        optimizer,
+    })
 }

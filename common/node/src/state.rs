@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 const STATE_KEY: &str = "state.json";
 const STATE_CAP: u64 = 1 << 20;
-const FEEDBACK_CONTEXT: &str = "ferrum 2026-11 error feedback v1";
+const BLOB_CONTEXT: &str = "ferrum 2026-11 node state file v1";
 
 /// What a node restores after a restart.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,8 @@ pub struct NodeState {
     pub model: MasterModel,
     /// The miner's error-feedback buffer, per tensor (validators have none).
     pub feedback: Option<Vec<Vec<f32>>>,
+    /// The miner's optimizer state, opaque (`Trainer::optimizer_state`).
+    pub optimizer: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ struct Record {
     fingerprint: String,
     /// Key of the feedback file, when there is one.
     feedback: Option<String>,
+    /// Key of the optimizer-state file, when there is one.
+    #[serde(default)]
+    optimizer: Option<String>,
     config_hash: String,
 }
 
@@ -91,6 +96,10 @@ impl StateDir {
         format!("feedback/{window:012}.bin")
     }
 
+    fn optimizer_key(window: u64) -> String {
+        format!("optimizer/{window:012}.bin")
+    }
+
     /// The saved state, or `None` for a node that never saved one.
     pub async fn load(&self, config: &SubnetConfig) -> Result<Option<NodeState>, StateError> {
         let raw = match self.store.get(STATE_KEY, Some(STATE_CAP)).await {
@@ -120,12 +129,20 @@ impl StateDir {
                 Some(decode_feedback(&bytes, &model).ok_or_else(|| damaged(format!("{key} is truncated or altered")))?)
             }
         };
+        let optimizer = match &record.optimizer {
+            None => None,
+            Some(key) => {
+                let bytes = self.store.get(key, None).await.map_err(|e| self.storage(e))?;
+                Some(open_blob(&bytes).ok_or_else(|| damaged(format!("{key} is truncated or altered")))?)
+            }
+        };
         Ok(Some(NodeState {
             base_window: record.base_window,
             global_step: record.global_step,
             uploaded: record.uploaded,
             model,
             feedback,
+            optimizer,
         }))
     }
 
@@ -143,12 +160,21 @@ impl StateDir {
             }
             None => None,
         };
+        let optimizer = match &state.optimizer {
+            Some(o) => {
+                let key = Self::optimizer_key(w);
+                self.store.put(&key, seal_blob(o)).await.map_err(|e| self.storage(e))?;
+                Some(key)
+            }
+            None => None,
+        };
         let record = Record {
             base_window: w,
             global_step: state.global_step,
             uploaded: state.uploaded,
             fingerprint: state.model.fingerprint().to_string(),
             feedback,
+            optimizer,
             config_hash: self.config_hash.to_string(),
         };
         let json = serde_json::to_vec_pretty(&record)
@@ -161,7 +187,8 @@ impl StateDir {
     /// Removes model and feedback files of windows before `keep` (best effort: a leftover
     /// file is only disk space).
     async fn prune(&self, keep: u64) {
-        let prefixes = [format!("{}/checkpoints", self.namespace.as_str()), "feedback".to_string()];
+        let prefixes =
+            [format!("{}/checkpoints", self.namespace.as_str()), "feedback".to_string(), "optimizer".to_string()];
         for prefix in prefixes {
             let Ok(objects) = self.store.list(&prefix).await else { continue };
             for o in objects {
@@ -178,26 +205,36 @@ impl StateDir {
     }
 }
 
-/// blake3-derive(values) ‖ the f32 values little-endian, tensor after tensor.
+/// blake3-derive(body) ‖ body: a local file that is whole or detectably not.
+fn seal_blob(body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(32 + body.len());
+    out.extend_from_slice(&blake3::derive_key(BLOB_CONTEXT, body));
+    out.extend_from_slice(body);
+    out.into()
+}
+
+fn open_blob(bytes: &[u8]) -> Option<Vec<u8>> {
+    (bytes.len() >= 32 && blake3::derive_key(BLOB_CONTEXT, &bytes[32..]) == bytes[..32]).then(|| bytes[32..].to_vec())
+}
+
+/// The f32 values little-endian, tensor after tensor, sealed.
 fn encode_feedback(f: &[Vec<f32>]) -> Bytes {
-    let mut body = Vec::with_capacity(32 + f.iter().map(Vec::len).sum::<usize>() * 4);
-    body.extend_from_slice(&[0u8; 32]);
+    let mut body = Vec::with_capacity(f.iter().map(Vec::len).sum::<usize>() * 4);
     for t in f {
         for v in t {
             body.extend_from_slice(&v.to_le_bytes());
         }
     }
-    let hash = blake3::derive_key(FEEDBACK_CONTEXT, &body[32..]);
-    body[..32].copy_from_slice(&hash);
-    body.into()
+    seal_blob(&body)
 }
 
 fn decode_feedback(bytes: &[u8], model: &MasterModel) -> Option<Vec<Vec<f32>>> {
+    let body = open_blob(bytes)?;
     let n: usize = model.tensors.iter().map(Vec::len).sum();
-    if bytes.len() != 32 + 4 * n || blake3::derive_key(FEEDBACK_CONTEXT, &bytes[32..]) != bytes[..32] {
+    if body.len() != 4 * n {
         return None;
     }
-    let mut values = bytes[32..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let mut values = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     Some(model.tensors.iter().map(|t| values.by_ref().take(t.len()).collect()).collect())
 }
 
@@ -219,15 +256,17 @@ mod tests {
             uploaded: true,
             model: model.clone(),
             feedback: Some(feedback),
+            optimizer: Some(vec![1, 2, 3]),
         };
         sd.save(&s0).await.expect("save");
         assert_eq!(sd.load(&config).await.expect("load"), Some(s0.clone()));
 
         model.tensors[0][0] += 1.0;
-        let s1 = NodeState { base_window: 4, global_step: 3, uploaded: false, model, feedback: None };
+        let s1 = NodeState { base_window: 4, global_step: 3, uploaded: false, model, feedback: None, optimizer: None };
         sd.save(&s1).await.expect("save");
         assert_eq!(sd.load(&config).await.expect("load"), Some(s1.clone()));
         assert!(!dir.path().join(StateDir::feedback_key(3)).exists(), "older files pruned");
+        assert!(!dir.path().join(StateDir::optimizer_key(3)).exists(), "older files pruned");
 
         // A damaged feedback file is reported, never loaded.
         sd.save(&s0).await.expect("save");

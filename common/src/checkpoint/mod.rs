@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::SubnetConfig;
 #[cfg(feature = "io")]
 use crate::config::ConfigHash;
+use crate::config::SubnetConfig;
 #[cfg(feature = "io")]
 use crate::keys::Namespace;
 use crate::model::MasterModel;

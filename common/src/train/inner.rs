@@ -70,6 +70,40 @@ impl Trainer {
         Ok(())
     }
 
+    /// The optimizer's moments, to save with the model so a restarted miner keeps them: the
+    /// ids its parameters had (optimizer state is keyed by them, in protocol order), then
+    /// burn's own serialization of the state.
+    pub fn optimizer_state(&self) -> Result<Vec<u8>, TrainError> {
+        let ids: Vec<u64> = self.model.slots().iter().map(|s| s.id().val()).collect();
+        let bytes = self.optim.into_bytes().map_err(|e| TrainError::Backend(format!("optimizer state: {e}")))?;
+        let mut out = Vec::with_capacity(8 + 8 * ids.len() + bytes.len());
+        out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+        ids.iter().for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
+        out.extend_from_slice(&bytes);
+        Ok(out)
+    }
+
+    /// Restores moments saved by [`optimizer_state`](Self::optimizer_state): the parameters
+    /// take the saved ids, so the state applies to them again.
+    pub fn restore_optimizer(&mut self, state: &[u8]) -> Result<(), TrainError> {
+        let bad = |why: &str| TrainError::Backend(format!("saved optimizer state: {why}"));
+        let word = |i: usize| -> Option<u64> {
+            state.get(8 * i..8 * i + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        };
+        let n = word(0).ok_or_else(|| bad("truncated"))? as usize;
+        let slots = self.model.slots().len();
+        if n != slots {
+            return Err(bad("written for another model layout"));
+        }
+        let ids: Vec<ParamId> =
+            (1..=n).map(|i| word(i).map(ParamId::from)).collect::<Option<_>>().ok_or_else(|| bad("truncated"))?;
+        let values = self.export()?;
+        let record = burn::tensor::Bytes::from_bytes_vec(state[8 * (n + 1)..].to_vec());
+        self.optim = self.optim.clone().from_bytes(record).map_err(|e| bad(&e.to_string()))?;
+        self.model = Llama::from_values(&self.config.model, &values, Some(&ids), &self.device);
+        Ok(())
+    }
+
     /// The current parameters, flat, in protocol order.
     pub fn export(&self) -> Result<Vec<Vec<f32>>, TrainError> {
         self.model.export()

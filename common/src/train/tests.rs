@@ -261,6 +261,31 @@ fn reloading_keeps_optimizer_state_and_takes_the_new_values() {
     assert_ne!(t.export().expect("export"), fresh.export().expect("export"));
 }
 
+/// A miner restarted from saved state continues exactly as one that never stopped.
+#[test]
+fn saved_optimizer_state_restores_the_same_next_step() {
+    let c = test_config();
+    let start = MasterModel::genesis(&c);
+    let batch = samples(&c, c.training.batch_size as usize, 5);
+    let mut running = Trainer::new(&c, &start, &Device::flex()).expect("trainer");
+    running.step(&batch, 0).expect("step");
+    let saved = running.optimizer_state().expect("state");
+    let model = MasterModel { specs: start.specs.clone(), tensors: running.export().expect("export") };
+
+    let mut restarted = Trainer::new(&c, &model, &Device::flex()).expect("trainer");
+    restarted.restore_optimizer(&saved).expect("restore");
+    assert_eq!(restarted.export().expect("export"), model.tensors, "restoring keeps the values");
+    running.step(&batch, 1).expect("step");
+    restarted.step(&batch, 1).expect("step");
+    assert_eq!(running.export().expect("export"), restarted.export().expect("export"));
+
+    // Without the moments the step differs; damaged state is refused, not applied.
+    let mut fresh = Trainer::new(&c, &model, &Device::flex()).expect("trainer");
+    fresh.step(&batch, 1).expect("step");
+    assert_ne!(fresh.export().expect("export"), running.export().expect("export"));
+    assert!(fresh.restore_optimizer(&saved[..4]).is_err());
+}
+
 #[test]
 fn bad_batches_are_refused() {
     let c = test_config();
