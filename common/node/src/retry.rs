@@ -27,6 +27,12 @@ impl Transient for ferrum_common::data::DataError {
     }
 }
 
+impl Transient for ferrum_common::payload::FetchError {
+    fn is_transient(&self) -> bool {
+        matches!(self, ferrum_common::payload::FetchError::Storage(s) if s.is_transient())
+    }
+}
+
 /// Backoff from `first`, doubling up to `max`, for at most `attempts` tries.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use ferrum_chain::{Chain, ChainError};
 use ferrum_common::assignment::{SampleRequest, assign_samples, samples_digest};
@@ -14,6 +15,8 @@ use ferrum_common::model::{Fingerprint, MasterModel};
 use ferrum_common::payload::{self, Expectation, FetchError, PayloadLayout, Rejection};
 use ferrum_common::{ConfigHash, DatasetId, Freshness, PutWindow, Store, SubnetConfig, WindowSchedule};
 use futures::StreamExt;
+
+use crate::retry::{Backoff, retry};
 
 /// Peers' payloads fetched at once.
 const FETCH_CONCURRENCY: usize = 8;
@@ -187,7 +190,11 @@ impl Sync {
             hotkey: &peer.hotkey,
             config_hash: &self.config_hash,
         };
-        let (info, p) = payload::fetch(&store, &key, &self.layout, &expect).await.map_err(|e| match e {
+        // A reader-side outage must not make this node skip what the others accept: transient
+        // storage errors are retried before the payload counts as unreachable.
+        let quick = Backoff { first: Duration::from_millis(250), max: Duration::from_secs(4), attempts: 4 };
+        let fetched = retry("payload fetch", quick, || payload::fetch(&store, &key, &self.layout, &expect)).await;
+        let (info, p) = fetched.map_err(|e| match e {
             FetchError::Storage(s) if s.is_not_found() => Skip::Missing,
             FetchError::Storage(s) => Skip::Unreachable(s.to_string()),
             FetchError::Rejected(r) => Skip::Invalid(r),
