@@ -193,10 +193,22 @@ impl LocalChain {
         for _ in 0..n {
             let info = {
                 let mut s = self.lock();
-                produce(&mut s)
+                produce(&mut s, None)
             };
             self.head.send_replace(info.number);
         }
+    }
+
+    /// Produces one empty block whose `Timestamp.Now` is `timestamp_ms`, for harnesses that
+    /// control time (early, late and missing uploads without sleeping). Time never runs
+    /// backwards: an earlier timestamp is raised to the previous block's.
+    pub fn advance_at(&self, timestamp_ms: u64) -> BlockInfo {
+        let info = {
+            let mut s = self.lock();
+            produce(&mut s, Some(timestamp_ms))
+        };
+        self.head.send_replace(info.number);
+        info
     }
 
     /// Credits an account (dev faucet).
@@ -237,7 +249,7 @@ impl LocalChain {
             // The call executes in the block being built.
             let block = s.block + 1;
             let out = f(&mut s, block)?;
-            (out, produce(&mut s))
+            (out, produce(&mut s, None))
         };
         self.head.send_replace(info.number);
         Ok(out)
@@ -249,7 +261,7 @@ fn now_ms() -> u64 {
 }
 
 /// Seals the next block: epochs of subnets whose epoch turns over, history, hash.
-fn produce(s: &mut State) -> BlockInfo {
+fn produce(s: &mut State, timestamp_ms: Option<u64>) -> BlockInfo {
     s.block += 1;
     let block = s.block;
     for (&netuid, subnet) in s.subnets.iter_mut() {
@@ -265,7 +277,8 @@ fn produce(s: &mut State) -> BlockInfo {
     preimage.extend(block.to_le_bytes());
     let hash = sp_crypto_hashing::blake2_256(&preimage);
     s.hashes.push(hash);
-    let timestamp_ms = now_ms();
+    let previous = s.timestamps.last().copied().unwrap_or(0);
+    let timestamp_ms = timestamp_ms.unwrap_or_else(now_ms).max(previous);
     s.timestamps.push(timestamp_ms);
     BlockInfo { number: block, hash, timestamp_ms }
 }
@@ -504,6 +517,19 @@ impl Chain for LocalChain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn blocks_at_chosen_times() {
+        let chain = LocalChain::new();
+        let start = chain.best_block().await.expect("head").timestamp_ms;
+        let a = chain.advance_at(start + 60_000);
+        assert_eq!((a.number, a.timestamp_ms), (1, start + 60_000));
+        let b = chain.advance_at(start);
+        assert_eq!(b.timestamp_ms, start + 60_000, "time does not run backwards");
+        let mut stream = chain.blocks(1);
+        assert_eq!(stream.next().await.expect("block").expect("ok"), a);
+        assert_eq!(chain.best_block().await.expect("head"), b);
+    }
 
     #[tokio::test]
     async fn epochs_give_permits_by_stake_and_incentive_by_consensus() {
