@@ -1,4 +1,12 @@
-//! The Gauntlet: per-window evaluation of miners' uploads (loss before and after each update on
-//! its own and on random data, freshness, sync, originality) and the scores and weights that
-//! follow, as pure functions over plain data on top of the protocol core in `ferrum-common`.
-//! Empty so far: the scoring rules land with the validator loop.
+//! The Gauntlet: per-window evaluation of miners' uploads and the scores and weights that
+//! follow, as pure functions over plain data (docs/protocol.md §14). The validator measures
+//! (losses, fingerprints, times, verdicts) and hands the facts here; this crate decides.
+//! It depends on the protocol core only: no async runtime, storage or model framework.
+
+pub mod ledger;
+pub mod openskill;
+pub mod rules;
+pub mod weights;
+
+pub use ledger::{CopyOf, Ledger, MinerRecord, Outcome, Penalty, UidReport, WindowInput, WindowReport};
+pub use openskill::{PlackettLuce, Rating};

@@ -144,6 +144,9 @@ pub struct GauntletConfig {
     pub uids_per_window: u32,
     /// EMA rate of the own-vs-random binary indicator.
     pub binary_ema_alpha: f64,
+    /// After `binary_warmup_windows` evaluations, a binary EMA below this zeroes the score.
+    pub binary_zero_threshold: f64,
+    pub binary_warmup_windows: u32,
     /// EMA rate of the per-parameter movement used by the sync score.
     pub param_change_alpha: f64,
     pub openskill: OpenSkillConfig,
@@ -178,6 +181,17 @@ pub struct SyncConfig {
 pub struct PenaltyConfig {
     /// Multiplier for a missing, late or invalid upload.
     pub missing_upload: f64,
+    /// Multiplier for the second missed upload in a row; from the third on the score is zeroed.
+    pub missing_upload_repeat: f64,
+    /// Rating score a missing upload enters the OpenSkill update with (ranked last).
+    pub missing_rating_score: f64,
+    /// Windows looked back over for the missing-upload exclusion.
+    pub missing_lookback_windows: u32,
+    /// A uid that missed more than half of the lookback windows is excluded this many windows.
+    pub missing_exclusion_windows: u32,
+    /// This many negative gradient scores in a row exclude a uid from the gather set until it
+    /// scores positive again.
+    pub negative_streak_exclusion: u32,
     /// Multiplier for a gather peer out of sync.
     pub poor_sync: f64,
     /// Multiplier per inactive window.

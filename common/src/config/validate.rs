@@ -219,6 +219,7 @@ fn gauntlet(c: &SubnetConfig, r: &mut Rules) {
     r.finite_positive("gauntlet.eval_lr_factor", g.eval_lr_factor);
     r.positive("gauntlet.uids_per_window", g.uids_per_window);
     r.range("gauntlet.binary_ema_alpha", g.binary_ema_alpha, 0.0, true, 1.0, false);
+    r.range("gauntlet.binary_zero_threshold", g.binary_zero_threshold, -1.0, false, 1.0, false);
     r.range("gauntlet.param_change_alpha", g.param_change_alpha, 0.0, true, 1.0, false);
     r.finite_positive("gauntlet.openskill.beta", g.openskill.beta);
     r.non_negative("gauntlet.openskill.tau", g.openskill.tau);
@@ -229,6 +230,12 @@ fn gauntlet(c: &SubnetConfig, r: &mut Rules) {
     r.finite_positive("gauntlet.sync.slash_steps_behind", g.sync.slash_steps_behind);
     let p = &g.penalties;
     r.fraction("gauntlet.penalties.missing_upload", p.missing_upload);
+    r.fraction("gauntlet.penalties.missing_upload_repeat", p.missing_upload_repeat);
+    r.check(p.missing_rating_score.is_finite(), "gauntlet.penalties.missing_rating_score", || {
+        format!("must be finite, got {}", p.missing_rating_score)
+    });
+    r.positive("gauntlet.penalties.missing_lookback_windows", p.missing_lookback_windows);
+    r.positive("gauntlet.penalties.negative_streak_exclusion", p.negative_streak_exclusion);
     r.fraction("gauntlet.penalties.poor_sync", p.poor_sync);
     r.fraction("gauntlet.penalties.inactivity", p.inactivity);
     r.positive("gauntlet.penalties.inactivity_reset_windows", p.inactivity_reset_windows);

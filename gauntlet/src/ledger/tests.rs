@@ -1,0 +1,160 @@
+use super::*;
+use ferrum_common::Preset;
+
+fn config() -> SubnetConfig {
+    Preset::Test.config()
+}
+
+fn honest(gain: f64) -> Outcome {
+    Outcome::Received {
+        losses: Some(Losses {
+            own_before: 5.0,
+            own_after: 5.0 - 2.0 * gain,
+            random_before: 5.0,
+            random_after: 5.0 - gain,
+        }),
+        lag: Some(0),
+        copy_of: None,
+    }
+}
+
+fn missing() -> Outcome {
+    Outcome::Missing { reason: "missing: no payload uploaded".into() }
+}
+
+fn input(window: u64, miners: Vec<(u16, Outcome)>) -> WindowInput {
+    WindowInput {
+        window,
+        global_step: window,
+        miners: miners.into_iter().map(|(u, o)| (u, (format!("hotkey-{u}"), o))).collect(),
+    }
+}
+
+fn non_burn_share(report: &WindowReport, uids: &[u16]) -> f64 {
+    let total: f64 = report.weights.iter().filter(|(u, _)| **u != 0).map(|(_, w)| w).sum();
+    let part: f64 = report.weights.iter().filter(|(u, _)| uids.contains(u)).map(|(_, w)| w).sum();
+    if total > 0.0 { part / total } else { 0.0 }
+}
+
+/// Honest miners against every kind of cheat, as plain facts: honest ones end with nearly all
+/// of the weight, and every cheat has a recorded reason.
+#[test]
+fn honest_miners_take_the_weight_and_cheats_get_reasons() {
+    let c = config();
+    let mut ledger = Ledger::default();
+    let mut last = None;
+    for w in 0..12u64 {
+        let noise = Outcome::Received {
+            losses: Some(Losses { own_before: 5.0, own_after: 6.0, random_before: 5.0, random_after: 6.1 }),
+            lag: Some(0),
+            copy_of: None,
+        };
+        let zeros = Outcome::Received {
+            losses: Some(Losses { own_before: 5.0, own_after: 5.0, random_before: 5.0, random_after: 5.0 }),
+            lag: Some(0),
+            copy_of: None,
+        };
+        let wrong_data = Outcome::Received {
+            losses: Some(Losses { own_before: 5.0, own_after: 4.95, random_before: 5.0, random_after: 4.9 }),
+            lag: Some(0),
+            copy_of: None,
+        };
+        let stale = Outcome::Received {
+            losses: Some(Losses { own_before: 5.0, own_after: 4.8, random_before: 5.0, random_after: 4.9 }),
+            lag: None,
+            copy_of: None,
+        };
+        let copier = Outcome::Received {
+            losses: Some(Losses { own_before: 5.0, own_after: 4.8, random_before: 5.0, random_after: 4.9 }),
+            lag: Some(0),
+            copy_of: Some(CopyOf { uid: 1, overlap: 1.0, identical: true }),
+        };
+        let report = ledger.update(
+            &input(
+                w,
+                vec![
+                    (1, honest(0.10)),
+                    (2, honest(0.12)),
+                    (3, honest(0.08)),
+                    (10, noise),
+                    (11, zeros),
+                    (12, wrong_data),
+                    (13, stale),
+                    (14, Outcome::Invalid { reason: "signature does not verify".into() }),
+                    (15, missing()),
+                    (16, copier),
+                ],
+            ),
+            &c,
+        );
+        last = Some(report);
+    }
+    let report = last.expect("report");
+    let share = non_burn_share(&report, &[1, 2, 3]);
+    assert!(share >= 0.95, "honest share {share}: {:?}", report.weights);
+    for cheat in 10..=16u16 {
+        let w = report.weights.get(&cheat).copied().unwrap_or(0.0);
+        assert!(w <= 0.01, "uid {cheat} weight {w}");
+    }
+    let why = |uid: u16| -> Vec<String> {
+        report
+            .uids
+            .iter()
+            .find(|r| r.uid == uid)
+            .map(|r| r.penalties.iter().map(|p| p.reason.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert!(why(13).iter().any(|r| r.contains("out of sync")), "{:?}", why(13));
+    assert!(why(14).iter().any(|r| r.contains("invalid upload")), "{:?}", why(14));
+    assert!(why(15).iter().any(|r| r.contains("missing")), "{:?}", why(15));
+    assert!(
+        report.uids.iter().find(|r| r.uid == 16).is_some_and(|r| r.excluded_until.is_some()),
+        "an exact copy is excluded"
+    );
+    assert!(
+        report.uids.iter().find(|r| r.uid == 10).is_some_and(|r| r.gather_excluded),
+        "three negative scores in a row"
+    );
+    assert!(
+        report.uids.iter().find(|r| r.uid == 11).is_some_and(|r| r.binary_ema < 0.0),
+        "zeros never beat random data"
+    );
+}
+
+#[test]
+fn missed_uploads_escalate_then_exclude() {
+    let c = config();
+    let mut ledger = Ledger::default();
+    for w in 0..6 {
+        ledger.update(&input(w, vec![(1, honest(0.1)), (2, honest(0.1))]), &c);
+    }
+    let before = ledger.records[&2].final_score;
+    assert!(before > 0.0);
+    let r = ledger.update(&input(6, vec![(1, honest(0.1)), (2, missing())]), &c);
+    let p2 = &r.uids[1].penalties;
+    assert_eq!(p2[0].multiplier, 0.75, "{p2:?}");
+    let r = ledger.update(&input(7, vec![(1, honest(0.1)), (2, missing())]), &c);
+    assert_eq!(r.uids[1].penalties[0].multiplier, 0.5);
+    let r = ledger.update(&input(8, vec![(1, honest(0.1)), (2, missing())]), &c);
+    assert_eq!(r.uids[1].final_score, 0.0);
+    assert!(r.uids[1].penalties.iter().any(|p| p.reason.contains("inactive")));
+    ledger.update(&input(9, vec![(1, honest(0.1)), (2, missing())]), &c);
+    let r = ledger.update(&input(10, vec![(1, honest(0.1)), (2, missing())]), &c);
+    assert_eq!(r.uids[1].excluded_until, Some(30), "5 of the last 8 missed: excluded 20 windows");
+    assert!(r.uids[1].gather_excluded);
+}
+
+#[test]
+fn a_new_hotkey_on_a_uid_starts_over() {
+    let c = config();
+    let mut ledger = Ledger::default();
+    for w in 0..5 {
+        ledger.update(&input(w, vec![(1, honest(0.1)), (2, honest(0.05))]), &c);
+    }
+    assert!(ledger.records[&1].evaluations == 5);
+    let mut next = input(5, vec![(1, honest(0.1)), (2, honest(0.05))]);
+    next.miners.get_mut(&1).expect("uid 1").0 = "someone-else".into();
+    ledger.update(&next, &c);
+    assert_eq!(ledger.records[&1].evaluations, 1);
+    assert_eq!(ledger.records[&1].hotkey, "someone-else");
+}

@@ -1,0 +1,177 @@
+//! The Gauntlet's formulas, each a plain function (docs/protocol.md §14).
+
+use ferrum_common::codec::EncodedTensor;
+use ferrum_common::config::{CopyConfig, SyncConfig};
+
+use crate::ledger::CopyOf;
+
+/// Mean losses measured by the validator for one miner in one window: on a sample of the
+/// miner's own assigned data and on the window's random data, before and after applying
+/// `eval_lr_factor ×` the miner's decoded update to the validator's model.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Losses {
+    pub own_before: f64,
+    pub own_after: f64,
+    pub random_before: f64,
+    pub random_after: f64,
+}
+
+fn relative(before: f64, after: f64) -> f64 {
+    if before > 0.0 && before.is_finite() && after.is_finite() { (before - after) / before } else { 0.0 }
+}
+
+impl Losses {
+    /// Relative improvement on the random data: the gradient score (can be negative).
+    pub fn gradient_score(&self) -> f64 {
+        relative(self.random_before, self.random_after)
+    }
+
+    /// +1 when the update helps the miner's own data more than random data (it trained on what
+    /// it was assigned), else −1.
+    pub fn binary_indicator(&self) -> f64 {
+        if relative(self.own_before, self.own_after) > relative(self.random_before, self.random_after) {
+            1.0
+        } else {
+            -1.0
+        }
+    }
+}
+
+/// Windows a payload's base model is behind the validator's: the position of its base
+/// fingerprint among the validator's recent bases (`recent[0]` is this window's base, then the
+/// one before, ...). `None` when it is none of them (forked, or further behind).
+pub fn lag(base: &[u8; 32], recent: &[[u8; 32]]) -> Option<u64> {
+    recent.iter().position(|f| f == base).map(|p| p as u64)
+}
+
+/// `(1 − min(lag, max)/max)^exponent`; an unknown base scores 0.
+pub fn sync_score(lag: Option<u64>, cfg: &SyncConfig) -> f64 {
+    match lag {
+        None => 0.0,
+        Some(l) => {
+            let x = (l as f64).min(cfg.max_steps_behind) / cfg.max_steps_behind;
+            (1.0 - x).max(0.0).powf(cfg.exponent)
+        }
+    }
+}
+
+/// Top-k index overlap of two payloads: per tensor, the share of `a`'s kept indices that `b`
+/// keeps in the same block, weighted by the tensor's kept count.
+pub fn overlap(a: &[EncodedTensor], b: &[EncodedTensor], k_per_block: &[usize]) -> f64 {
+    let (mut shared, mut total) = (0usize, 0usize);
+    for ((ta, tb), &k) in a.iter().zip(b).zip(k_per_block) {
+        if k == 0 || ta.indices.len() != tb.indices.len() {
+            continue;
+        }
+        for (ba, bb) in ta.indices.chunks_exact(k).zip(tb.indices.chunks_exact(k)) {
+            // Both are strictly increasing within a block (the parser checks it).
+            let (mut i, mut j) = (0, 0);
+            while i < ba.len() && j < bb.len() {
+                match ba[i].cmp(&bb[j]) {
+                    std::cmp::Ordering::Equal => {
+                        shared += 1;
+                        i += 1;
+                        j += 1;
+                    }
+                    std::cmp::Ordering::Less => i += 1,
+                    std::cmp::Ordering::Greater => j += 1,
+                }
+            }
+        }
+        total += ta.indices.len();
+    }
+    if total == 0 { 0.0 } else { shared as f64 / total as f64 }
+}
+
+/// What an overlap costs the later uploader.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CopyVerdict {
+    Original,
+    /// Score and binary EMA multiplied by this.
+    Reduced(f64),
+    /// Scores reset.
+    Reset,
+    /// Scores reset and the uid excluded for `windows`.
+    Excluded {
+        windows: u32,
+    },
+}
+
+/// The penalty for copying an earlier upload. An identical update is excluded at once; index
+/// overlap is judged only after the grace steps, when honest updates stop looking alike.
+pub fn copy_verdict(copy: &CopyOf, global_step: u64, cfg: &CopyConfig) -> CopyVerdict {
+    let overlap = copy.overlap;
+    if copy.identical {
+        CopyVerdict::Excluded { windows: cfg.exclusion_windows }
+    } else if global_step < cfg.grace_steps || overlap < cfg.overlap_threshold {
+        CopyVerdict::Original
+    } else if overlap >= cfg.exclude_overlap {
+        CopyVerdict::Excluded { windows: cfg.exclusion_windows }
+    } else if overlap >= cfg.reset_overlap {
+        CopyVerdict::Reset
+    } else {
+        CopyVerdict::Reduced(cfg.high_multiplier)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrum_common::codec::{EncodedTensor, Values};
+    use ferrum_common::config::Preset;
+
+    #[test]
+    fn scores_from_losses() {
+        let honest = Losses { own_before: 4.0, own_after: 3.0, random_before: 4.0, random_after: 3.5 };
+        assert_eq!(honest.gradient_score(), 0.125);
+        assert_eq!(honest.binary_indicator(), 1.0);
+        let wrong_data = Losses { own_before: 4.0, own_after: 3.9, random_before: 4.0, random_after: 3.5 };
+        assert_eq!(wrong_data.binary_indicator(), -1.0);
+        let zeros = Losses { own_before: 4.0, own_after: 4.0, random_before: 4.0, random_after: 4.0 };
+        assert_eq!((zeros.gradient_score(), zeros.binary_indicator()), (0.0, -1.0));
+        let noise = Losses { own_before: 4.0, own_after: 9.0, random_before: 4.0, random_after: 9.5 };
+        assert!(noise.gradient_score() < 0.0);
+        let nan = Losses { own_before: 4.0, own_after: f64::NAN, random_before: 4.0, random_after: f64::NAN };
+        assert_eq!((nan.gradient_score(), nan.binary_indicator()), (0.0, -1.0));
+    }
+
+    #[test]
+    fn lag_and_sync_from_exact_fingerprints() {
+        let cfg = Preset::Test.config().gauntlet.sync;
+        let recent = [[3u8; 32], [2; 32], [1; 32]];
+        assert_eq!(lag(&[3; 32], &recent), Some(0));
+        assert_eq!(lag(&[1; 32], &recent), Some(2));
+        assert_eq!(lag(&[9; 32], &recent), None);
+        assert_eq!(sync_score(Some(0), &cfg), 1.0);
+        assert!((sync_score(Some(1), &cfg) - 0.5f64.powf(2.5)).abs() < 1e-12);
+        assert_eq!(sync_score(Some(2), &cfg), 0.0);
+        assert_eq!(sync_score(None, &cfg), 0.0);
+    }
+
+    fn tensor(indices: Vec<u32>) -> EncodedTensor {
+        let n = indices.len();
+        EncodedTensor { indices, values: Values::Raw(vec![0.0; n]) }
+    }
+
+    #[test]
+    fn overlap_counts_shared_indices_per_block() {
+        let a = vec![tensor(vec![0, 1, 5, 7]), tensor(vec![2, 3])];
+        let b = vec![tensor(vec![1, 2, 5, 6]), tensor(vec![2, 3])];
+        // Blocks of 2: {0,1}∩{1,2} = 1, {5,7}∩{5,6} = 1; second tensor: 2 of 2.
+        assert!((overlap(&a, &b, &[2, 2]) - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(overlap(&a, &a, &[2, 2]), 1.0);
+    }
+
+    #[test]
+    fn copy_severity_follows_the_thresholds_after_the_grace_steps() {
+        let cfg = Preset::Test.config().gauntlet.copy;
+        let near = |overlap| CopyOf { uid: 1, overlap, identical: false };
+        assert_eq!(copy_verdict(&near(1.0), 0, &cfg), CopyVerdict::Original, "grace steps");
+        assert_eq!(copy_verdict(&near(0.3), 100, &cfg), CopyVerdict::Original);
+        assert_eq!(copy_verdict(&near(0.45), 100, &cfg), CopyVerdict::Reduced(0.5));
+        assert_eq!(copy_verdict(&near(0.55), 100, &cfg), CopyVerdict::Reset);
+        assert_eq!(copy_verdict(&near(0.7), 100, &cfg), CopyVerdict::Excluded { windows: 200 });
+        let same = CopyOf { uid: 1, overlap: 1.0, identical: true };
+        assert_eq!(copy_verdict(&same, 0, &cfg), CopyVerdict::Excluded { windows: 200 }, "no grace for an exact copy");
+    }
+}
