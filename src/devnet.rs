@@ -15,8 +15,11 @@ use ferrum_common::model::MasterModel;
 use ferrum_common::storage::Location;
 use ferrum_common::train::{Evaluator, device};
 use ferrum_common::{Dataset, Preset, Store, SubnetConfig, WindowSchedule};
-use ferrum_miner::{MinerEvent, MinerSetup};
-use ferrum_node::{Applied, Metrics};
+use ferrum_gauntlet::WindowReport;
+use ferrum_miner::MinerSetup;
+use ferrum_miner::adversary::{Behaviour, Victim};
+use ferrum_node::{Applied, Metrics, NodeEvent};
+use ferrum_validator::ValidatorSetup;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -34,6 +37,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct DevnetOptions {
     pub miners: usize,
+    pub validators: usize,
+    /// Adversary names (`ferrum_miner::adversary::ADVERSARIES`), one cheating miner each.
+    pub adversaries: Vec<String>,
     pub windows: u64,
     pub preset: String,
     pub dir: PathBuf,
@@ -51,6 +57,8 @@ impl Default for DevnetOptions {
     fn default() -> Self {
         DevnetOptions {
             miners: 3,
+            validators: 0,
+            adversaries: Vec::new(),
             windows: 6,
             preset: "test".into(),
             dir: PathBuf::from("ferrum-devnet"),
@@ -81,20 +89,54 @@ pub struct WindowSummary {
     pub seconds: f64,
 }
 
+/// One miner as the (first) validator ended up seeing it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MinerSummary {
+    pub uid: u16,
+    /// `honest` or the adversary's name.
+    pub role: String,
+    /// Its share of the validator's last weights, the burn uid left out.
+    pub weight: f64,
+    /// Why it was penalized in the validator's last report (empty when it was not).
+    pub reason: String,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct DevnetSummary {
     pub preset: String,
-    pub miners: usize,
+    /// Honest miners.
+    pub honest_miners: usize,
+    pub validators: usize,
     /// Held-out loss of the genesis model.
     pub initial_loss: f32,
     pub windows: Vec<WindowSummary>,
+    /// Every miner, with weights and reasons when a validator ran.
+    pub miners: Vec<MinerSummary>,
+}
+
+/// What a devnet node is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Role {
+    Miner(Behaviour),
+    Validator,
+}
+
+impl Role {
+    /// `honest`, an adversary's name, or `validator`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Miner(b) => b.name(),
+            Role::Validator => "validator",
+        }
+    }
 }
 
 struct MinerSlot {
     keypair: Keypair,
+    role: Role,
     dir: PathBuf,
-    task: Option<JoinHandle<Result<(), ferrum_miner::MinerError>>>,
+    task: Option<JoinHandle<Result<(), String>>>,
     stop: Option<watch::Sender<bool>>,
     metrics: Metrics,
 }
@@ -108,14 +150,19 @@ pub struct Devnet {
     heldout: Vec<Vec<u32>>,
     evaluator: Evaluator,
     threads: usize,
+    /// Every node the devnet runs, miners and validators, by uid.
     miners: BTreeMap<u16, MinerSlot>,
-    events_tx: mpsc::UnboundedSender<MinerEvent>,
-    events: mpsc::UnboundedReceiver<MinerEvent>,
+    events_tx: mpsc::UnboundedSender<NodeEvent>,
+    events: mpsc::UnboundedReceiver<NodeEvent>,
     /// Last block each miner reported waiting after.
     idle: HashMap<u16, u64>,
     /// window → uid → what applying it did, and the model after it.
     applied: BTreeMap<u64, BTreeMap<u16, (Applied, Arc<MasterModel>)>>,
     uploaded: BTreeMap<u64, u64>,
+    /// validator uid → its latest Gauntlet report.
+    scored: BTreeMap<u16, Arc<WindowReport>>,
+    /// validator uid → its latest weights on chain.
+    weights: BTreeMap<u16, BTreeMap<u16, f64>>,
 }
 
 impl Devnet {
@@ -161,7 +208,7 @@ impl Devnet {
         let chain = LocalChain::new();
         let params = SubnetParams {
             tempo: 99,
-            weights_rate_limit: 10,
+            weights_rate_limit: 1,
             weights_version_key: 0,
             min_allowed_weights: 1,
             max_weight_limit: u16::MAX,
@@ -190,18 +237,39 @@ impl Devnet {
             idle: HashMap::new(),
             applied: BTreeMap::new(),
             uploaded: BTreeMap::new(),
+            scored: BTreeMap::new(),
+            weights: BTreeMap::new(),
         };
-        for i in 1..=opts.miners {
-            let keypair = Keypair::from_secret(&format!("//ferrum-devnet-miner-{i}"), "devnet miner")?;
+        let mut roles: Vec<Role> = (0..opts.miners).map(|_| Role::Miner(Behaviour::Honest)).collect();
+        for name in &opts.adversaries {
+            roles.push(Role::Miner(name.parse::<Behaviour>()?));
+        }
+        roles.extend((0..opts.validators).map(|_| Role::Validator));
+        for (i, role) in roles.into_iter().enumerate() {
+            let name = if role == Role::Validator { "validator" } else { "miner" };
+            let keypair = Keypair::from_secret(&format!("//ferrum-devnet-{name}-{}", i + 1), "devnet node")?;
             let uid = devnet.chain.register(&owner, NETUID, &keypair.hotkey()).await?;
+            if role == Role::Validator {
+                devnet.chain.set_stake(NETUID, &keypair.hotkey(), 1_000_000_000_000)?;
+            }
             let slot = MinerSlot {
                 keypair,
-                dir: nodes.join(format!("miner-{uid}")),
+                role,
+                dir: nodes.join(format!("{name}-{uid}")),
                 task: None,
                 stop: None,
                 metrics: Metrics::default(),
             };
             devnet.miners.insert(uid, slot);
+        }
+        // A copier copies the first honest miner.
+        let victim = devnet.miners.iter().find(|(_, s)| s.role == Role::Miner(Behaviour::Honest)).map(|(u, s)| {
+            Victim { uid: *u, hotkey: s.keypair.hotkey(), bucket: s.dir.join("bucket").display().to_string() }
+        });
+        for slot in devnet.miners.values_mut() {
+            if let (Role::Miner(Behaviour::Copier { victim: v }), Some(real)) = (&mut slot.role, &victim) {
+                *v = real.clone();
+            }
         }
         let uids: Vec<u16> = devnet.miners.keys().copied().collect();
         for uid in uids {
@@ -210,9 +278,47 @@ impl Devnet {
         Ok(devnet)
     }
 
-    /// The uids of the miners.
+    /// The uids of the nodes (miners and validators).
     pub fn miner_uids(&self) -> Vec<u16> {
         self.miners.keys().copied().collect()
+    }
+
+    /// A node's role.
+    pub fn role(&self, uid: u16) -> Option<&Role> {
+        self.miners.get(&uid).map(|s| &s.role)
+    }
+
+    /// The latest Gauntlet report of a validator.
+    pub fn last_report(&self, validator: u16) -> Option<&Arc<WindowReport>> {
+        self.scored.get(&validator)
+    }
+
+    /// The latest weights a validator set.
+    pub fn last_weights(&self, validator: u16) -> Option<&BTreeMap<u16, f64>> {
+        self.weights.get(&validator)
+    }
+
+    /// Produces blocks until every validator has scored `window` (its random data is seeded a
+    /// few blocks after its put window) and has set weights since, or `max_blocks` are made.
+    pub async fn run_until_scored(&mut self, window: u64, max_blocks: u64) -> Result<()> {
+        let validators: Vec<u16> = self
+            .miners
+            .iter()
+            .filter(|(_, s)| s.role == Role::Validator && s.task.is_some())
+            .map(|(u, _)| *u)
+            .collect();
+        for _ in 0..max_blocks {
+            let head = self.chain.best_block().await?;
+            self.wait_idle(head.number).await?;
+            let done = validators
+                .iter()
+                .all(|v| self.scored.get(v).is_some_and(|r| r.window >= window) && self.weights.contains_key(v));
+            if done {
+                return Ok(());
+            }
+            self.chain.advance(1);
+        }
+        Ok(())
     }
 
     /// Starts (or restarts, from its state directory) miner `uid`.
@@ -223,22 +329,47 @@ impl Devnet {
             &Location::Local { root: bucket.clone() },
             ferrum_common::StorageLimits::from(&self.config.storage),
         )?;
-        let setup = MinerSetup {
-            config: self.config.clone(),
-            netuid: NETUID,
-            keypair: slot.keypair.clone(),
-            store,
-            bucket_url: bucket.display().to_string(),
-            dataset: self.dataset.clone(),
-            state_dir: slot.dir.join("state"),
-            backend: "flex".into(),
-            threads: self.threads,
-            metrics: slot.metrics.clone(),
-            events: Some(self.events_tx.clone()),
-        };
         let (stop, shutdown) = watch::channel(false);
         let chain = self.chain.clone();
-        slot.task = Some(tokio::spawn(ferrum_miner::run(setup, chain, shutdown)));
+        let task = match &slot.role {
+            Role::Miner(behaviour) => {
+                let setup = MinerSetup {
+                    config: self.config.clone(),
+                    netuid: NETUID,
+                    keypair: slot.keypair.clone(),
+                    store,
+                    bucket_url: bucket.display().to_string(),
+                    dataset: self.dataset.clone(),
+                    state_dir: slot.dir.join("state"),
+                    backend: "flex".into(),
+                    threads: self.threads,
+                    metrics: slot.metrics.clone(),
+                    behaviour: behaviour.clone(),
+                    events: Some(self.events_tx.clone()),
+                };
+                tokio::spawn(async move { ferrum_miner::run(setup, chain, shutdown).await.map_err(|e| e.to_string()) })
+            }
+            Role::Validator => {
+                let setup = ValidatorSetup {
+                    config: self.config.clone(),
+                    netuid: NETUID,
+                    keypair: slot.keypair.clone(),
+                    store,
+                    bucket_url: bucket.display().to_string(),
+                    dataset: self.dataset.clone(),
+                    state_dir: slot.dir.join("state"),
+                    backend: "flex".into(),
+                    threads: self.threads,
+                    checkpoint_every: 5,
+                    metrics: slot.metrics.clone(),
+                    events: Some(self.events_tx.clone()),
+                };
+                tokio::spawn(
+                    async move { ferrum_validator::run(setup, chain, shutdown).await.map_err(|e| e.to_string()) },
+                )
+            }
+        };
+        slot.task = Some(task);
         slot.stop = Some(stop);
         self.idle.remove(&uid);
         Ok(())
@@ -268,7 +399,7 @@ impl Devnet {
             &Location::Local { root: dir.clone() },
             ferrum_common::StorageLimits::from(&self.config.storage),
         )?;
-        let commitment = ferrum_common::gather::commitment(&dir.display().to_string())?;
+        let commitment = ferrum_common::gather::commitment(&dir.display().to_string(), false)?;
         self.chain.set_commitment(&keypair, NETUID, &commitment).await?;
         Ok((uid, keypair, store))
     }
@@ -283,6 +414,32 @@ impl Devnet {
         &self.dataset
     }
 
+    /// Every miner's role, weight share and penalty reasons, as the first validator saw them.
+    pub fn miner_summaries(&self) -> Vec<MinerSummary> {
+        let validator = self.miners.iter().find(|(_, s)| s.role == Role::Validator).map(|(u, _)| *u);
+        let weights = validator.and_then(|v| self.weights.get(&v));
+        let burn = self.config.weights.burn_uid;
+        let total: f64 = weights.map_or(0.0, |w| w.iter().filter(|(u, _)| **u != burn).map(|(_, x)| x).sum());
+        let report = validator.and_then(|v| self.scored.get(&v));
+        self.miners
+            .iter()
+            .filter(|(_, s)| s.role != Role::Validator)
+            .map(|(&uid, s)| {
+                let share = weights.and_then(|w| w.get(&uid)).copied().unwrap_or(0.0);
+                let reason = report
+                    .and_then(|r| r.uids.iter().find(|u| u.uid == uid))
+                    .map(|u| u.penalties.iter().map(|p| p.reason.clone()).collect::<Vec<_>>().join("; "))
+                    .unwrap_or_default();
+                MinerSummary {
+                    uid,
+                    role: s.role.name().to_string(),
+                    weight: if total > 0.0 { share / total } else { 0.0 },
+                    reason,
+                }
+            })
+            .collect()
+    }
+
     /// A miner's metrics.
     pub fn metrics(&self, uid: u16) -> Option<&Metrics> {
         self.miners.get(&uid).map(|s| &s.metrics)
@@ -292,14 +449,20 @@ impl Devnet {
         self.miners.iter().filter(|(_, s)| s.task.is_some()).map(|(&u, _)| u).collect()
     }
 
-    fn take_event(&mut self, e: MinerEvent) {
+    fn take_event(&mut self, e: NodeEvent) {
         match e {
-            MinerEvent::Idle { uid, block } => {
+            NodeEvent::Idle { uid, block } => {
                 self.idle.insert(uid, block);
             }
-            MinerEvent::Uploaded { window, bytes, .. } => *self.uploaded.entry(window).or_default() += bytes as u64,
-            MinerEvent::Applied { uid, applied, model } => {
+            NodeEvent::Uploaded { window, bytes, .. } => *self.uploaded.entry(window).or_default() += bytes as u64,
+            NodeEvent::Applied { uid, applied, model } => {
                 self.applied.entry(applied.window).or_default().insert(uid, (applied, model));
+            }
+            NodeEvent::Scored { uid, report } => {
+                self.scored.insert(uid, report);
+            }
+            NodeEvent::WeightsSet { uid, weights, .. } => {
+                self.weights.insert(uid, weights);
             }
         }
     }
@@ -441,8 +604,20 @@ pub async fn run(opts: &DevnetOptions, mut each: impl FnMut(&WindowSummary)) -> 
         each(&s);
         windows.push(s);
     }
+    if opts.validators > 0 {
+        let blocks = 4 * devnet.config.windows.blocks_per_window * u64::from(devnet.config.weights.windows_per_weights);
+        devnet.run_until_scored(first + opts.windows - 1, blocks).await?;
+    }
+    let miners = devnet.miner_summaries();
     devnet.stop().await;
-    Ok(DevnetSummary { preset: opts.preset.clone(), miners: opts.miners, initial_loss, windows })
+    Ok(DevnetSummary {
+        preset: opts.preset.clone(),
+        honest_miners: opts.miners,
+        validators: opts.validators,
+        initial_loss,
+        windows,
+        miners,
+    })
 }
 
 async fn block_timestamp(chain: &LocalChain, number: u64) -> Result<u64> {

@@ -42,9 +42,13 @@ enum Command {
         /// Miners to run.
         #[arg(long, env = "FERRUM_DEVNET_MINERS", default_value_t = 3)]
         miners: usize,
-        /// Validators to run (the validator loop is not built yet: 0).
+        /// Validators to run (each scores every miner and sets weights).
         #[arg(long, env = "FERRUM_DEVNET_VALIDATORS", default_value_t = 0)]
         validators: usize,
+        /// Cheating miners to add, one per name: noise, copier, zeros, wrong-data, replay,
+        /// forged, late, stale, oversized, malformed.
+        #[arg(long, env = "FERRUM_DEVNET_ADVERSARIES", value_delimiter = ',')]
+        adversaries: Vec<String>,
         /// Windows to run.
         #[arg(long, env = "FERRUM_DEVNET_WINDOWS", default_value_t = 6)]
         windows: u64,
@@ -54,9 +58,10 @@ enum Command {
         /// Where the data, stores, node state and config go (node state is wiped each run).
         #[arg(long, env = "FERRUM_DEVNET_DIR", default_value = "ferrum-devnet")]
         dir: PathBuf,
-        /// Inner steps per window (default: the preset's).
-        #[arg(long, env = "FERRUM_DEVNET_INNER_STEPS")]
-        inner_steps: Option<u32>,
+        /// Inner steps per window. The test preset's 2 steps barely fit a miner's own data,
+        /// which leaves the Gauntlet's own-versus-random test with little signal; 8 gives it one.
+        #[arg(long, env = "FERRUM_DEVNET_INNER_STEPS", default_value_t = 8)]
+        inner_steps: u32,
         /// Put window length in seconds.
         #[arg(long, env = "FERRUM_DEVNET_PUT_WINDOW_SECS", default_value_t = 2)]
         put_window_secs: u64,
@@ -313,6 +318,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Devnet {
             miners,
             validators,
+            adversaries,
             windows,
             preset,
             dir,
@@ -321,19 +327,18 @@ async fn run(cli: Cli) -> Result<()> {
             eval_samples,
             json,
         } => {
-            if validators > 0 {
-                bail!("--validators {validators}: the validator loop is not built yet; run with --validators 0");
-            }
             if miners == 0 || windows == 0 {
                 bail!("--miners and --windows must be at least 1");
             }
             let opts = ferrum::devnet::DevnetOptions {
                 miners,
+                validators,
+                adversaries,
                 windows,
                 preset,
                 dir,
                 put_window_secs,
-                inner_steps,
+                inner_steps: Some(inner_steps),
                 eval_samples,
                 ..Default::default()
             };
@@ -363,6 +368,11 @@ async fn run(cli: Cli) -> Result<()> {
             )?;
             if json {
                 outln!("{}", serde_json::to_string(&summary)?)?;
+            }
+            for m in &summary.miners {
+                if summary.validators > 0 {
+                    eprintln!("miner {:>3} {:<11} weight {:>6.2} %  {}", m.uid, m.role, 100.0 * m.weight, m.reason);
+                }
             }
             if !all_in_sync {
                 bail!("nodes diverged");

@@ -8,8 +8,10 @@ use crate::hotkey::Hotkey;
 
 /// Domain separation for the tie-break rank.
 const RANK_CONTEXT: &str = "ferrum 2026-11 gather rank v1";
-/// Prefix of a bucket commitment.
+/// Prefix of a miner's bucket commitment.
 pub const COMMITMENT_PREFIX: &[u8] = b"ferrum1 ";
+/// Prefix of a validator's bucket commitment (gather records and checkpoints, no payloads).
+pub const VALIDATOR_COMMITMENT_PREFIX: &[u8] = b"ferrum1v ";
 /// Largest commitment the chain stores (one `Raw128` field).
 pub const MAX_COMMITMENT_BYTES: usize = 128;
 
@@ -22,6 +24,8 @@ pub struct Peer {
     pub incentive: u16,
     /// The bucket from its commitment; `None` when it has none or it does not parse.
     pub bucket: Option<String>,
+    /// Its commitment says it validates (it uploads no payloads).
+    pub validator: bool,
 }
 
 /// The gather set's size and exclusions (the config's `weights.tiers` sizes, the burn uid,
@@ -45,7 +49,7 @@ pub struct GatherRules {
 pub fn candidates(peers: &[Peer], boundary_hash: &[u8; 32], rules: &GatherRules) -> Vec<Peer> {
     let mut eligible: Vec<(u16, [u8; 32], &Peer)> = peers
         .iter()
-        .filter(|p| p.bucket.is_some() && p.uid != rules.burn_uid && !rules.excluded.contains(&p.uid))
+        .filter(|p| p.bucket.is_some() && !p.validator && p.uid != rules.burn_uid && !rules.excluded.contains(&p.uid))
         .map(|p| (p.incentive, tie_break(boundary_hash, p.uid), p))
         .collect();
     eligible.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -92,19 +96,25 @@ pub enum CommitmentError {
     TooLong { got: usize, max: usize },
 }
 
-/// The commitment naming a bucket: `ferrum1 ` followed by its URL (docs/protocol.md §13).
-pub fn commitment(bucket_url: &str) -> Result<Vec<u8>, CommitmentError> {
-    let data = [COMMITMENT_PREFIX, bucket_url.as_bytes()].concat();
+/// The commitment naming a miner's bucket: `ferrum1 ` followed by its URL, or a validator's:
+/// `ferrum1v ` followed by its URL (docs/protocol.md §13).
+pub fn commitment(bucket_url: &str, validator: bool) -> Result<Vec<u8>, CommitmentError> {
+    let prefix = if validator { VALIDATOR_COMMITMENT_PREFIX } else { COMMITMENT_PREFIX };
+    let data = [prefix, bucket_url.as_bytes()].concat();
     if data.len() > MAX_COMMITMENT_BYTES {
         return Err(CommitmentError::TooLong { got: data.len(), max: MAX_COMMITMENT_BYTES });
     }
     Ok(data)
 }
 
-/// The bucket URL of a commitment, if it is one of ours.
-pub fn parse_commitment(data: &[u8]) -> Option<String> {
-    let url = std::str::from_utf8(data.strip_prefix(COMMITMENT_PREFIX)?).ok()?;
-    (!url.is_empty() && url.chars().all(|c| !c.is_control())).then(|| url.to_string())
+/// The bucket URL of a commitment and whether it is a validator's, if it is one of ours.
+pub fn parse_commitment(data: &[u8]) -> Option<(String, bool)> {
+    let (rest, validator) = match data.strip_prefix(VALIDATOR_COMMITMENT_PREFIX) {
+        Some(rest) => (rest, true),
+        None => (data.strip_prefix(COMMITMENT_PREFIX)?, false),
+    };
+    let url = std::str::from_utf8(rest).ok()?;
+    (!url.is_empty() && url.chars().all(|c| !c.is_control())).then(|| (url.to_string(), validator))
 }
 
 #[cfg(test)]
@@ -112,7 +122,13 @@ mod tests {
     use super::*;
 
     fn peer(uid: u16, incentive: u16, bucket: bool) -> Peer {
-        Peer { uid, hotkey: Hotkey([uid as u8; 32]), incentive, bucket: bucket.then(|| format!("/b/{uid}")) }
+        Peer {
+            uid,
+            hotkey: Hotkey([uid as u8; 32]),
+            incentive,
+            bucket: bucket.then(|| format!("/b/{uid}")),
+            validator: false,
+        }
     }
 
     fn rules(gather: usize, reserve: usize) -> GatherRules {
@@ -125,11 +141,19 @@ mod tests {
 
     #[test]
     fn ranked_by_incentive_then_a_per_window_tie_break() {
-        let peers =
-            vec![peer(0, 9000, true), peer(1, 100, true), peer(2, 500, true), peer(3, 100, true), peer(4, 0, false)];
+        let mut validator = peer(5, 60000, true);
+        validator.validator = true;
+        let peers = vec![
+            peer(0, 9000, true),
+            peer(1, 100, true),
+            peer(2, 500, true),
+            peer(3, 100, true),
+            peer(4, 0, false),
+            validator,
+        ];
         let c = candidates(&peers, &[7; 32], &rules(2, 1));
         assert_eq!(c.len(), 3);
-        assert_eq!(c[0].uid, 2, "highest incentive first; burn uid 0 and uid 4 (no bucket) are out");
+        assert_eq!(c[0].uid, 2, "highest incentive first; burn uid 0, uid 4 (no bucket) and the validator are out");
         let ties: BTreeSet<u16> = uids(&c[1..]).into_iter().collect();
         assert_eq!(ties, BTreeSet::from([1, 3]));
         // Input order does not matter.
@@ -180,9 +204,12 @@ mod tests {
 
     #[test]
     fn commitments_round_trip_and_are_bounded() {
-        let c = commitment("s3://bucket/miner?endpoint=http://127.0.0.1:8333").expect("fits");
-        assert_eq!(parse_commitment(&c).as_deref(), Some("s3://bucket/miner?endpoint=http://127.0.0.1:8333"));
-        assert!(matches!(commitment(&"x".repeat(121)), Err(CommitmentError::TooLong { got: 129, .. })));
+        let url = "s3://bucket/miner?endpoint=http://127.0.0.1:8333";
+        let c = commitment(url, false).expect("fits");
+        assert_eq!(parse_commitment(&c), Some((url.to_string(), false)));
+        let v = commitment(url, true).expect("fits");
+        assert_eq!(parse_commitment(&v), Some((url.to_string(), true)));
+        assert!(matches!(commitment(&"x".repeat(121), false), Err(CommitmentError::TooLong { got: 129, .. })));
         assert_eq!(parse_commitment(b"something else"), None);
         assert_eq!(parse_commitment(b"ferrum1 "), None);
         assert_eq!(parse_commitment(b"ferrum1 a\nb"), None);

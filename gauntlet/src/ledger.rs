@@ -14,8 +14,13 @@ use crate::rules::{self, CopyVerdict, Losses};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Nothing usable arrived in time: no object, or one uploaded early or late.
-    Missing { reason: String },
+    /// Nothing usable arrived in time: no object, or one uploaded early or late
+    /// (`uploaded`: an object existed, so the uid is mining).
+    Missing {
+        reason: String,
+        #[serde(default)]
+        uploaded: bool,
+    },
     /// An object arrived and was refused: malformed, oversized, forged, replayed, non-finite.
     Invalid { reason: String },
     /// A verified payload, with what the validator measured on it.
@@ -65,6 +70,9 @@ pub struct MinerRecord {
     pub missed: Vec<bool>,
     /// Excluded from weights and the gather set before this window.
     pub excluded_until: Option<u64>,
+    /// It has uploaded something at least once: from then on, missing a window counts.
+    #[serde(default)]
+    pub started: bool,
 }
 
 /// A score change and why.
@@ -130,6 +138,7 @@ fn fresh(hotkey: &str, model: &PlackettLuce) -> MinerRecord {
         negative_streak: 0,
         missed: Vec::new(),
         excluded_until: None,
+        started: false,
     }
 }
 
@@ -159,6 +168,7 @@ impl Ledger {
             .filter_map(|(uid, (_, o))| match o {
                 Outcome::Received { losses: Some(l), .. } => Some((*uid, l.gradient_score())),
                 Outcome::Received { losses: None, .. } => None,
+                Outcome::Missing { uploaded: false, .. } if !self.records[uid].started => None,
                 Outcome::Missing { .. } | Outcome::Invalid { .. } => Some((*uid, p.missing_rating_score)),
             })
             .collect();
@@ -174,6 +184,28 @@ impl Ledger {
             let Some(r) = self.records.get_mut(uid) else { continue };
             let mut penalties = Vec::new();
             let (mut gradient_score, mut binary_indicator) = (None, None);
+            // A uid that never uploaded anything has not started mining: nothing to miss yet.
+            if matches!(outcome, Outcome::Missing { uploaded: false, .. }) && !r.started {
+                uids.push(UidReport {
+                    uid: *uid,
+                    hotkey: hotkey.clone(),
+                    outcome: outcome.clone(),
+                    gradient_score: None,
+                    binary_indicator: None,
+                    binary_ema: r.binary_ema,
+                    ordinal: r.rating.ordinal(),
+                    sync: r.sync,
+                    penalties: vec![Penalty {
+                        multiplier: 1.0,
+                        reason: "not mining yet: nothing uploaded so far".into(),
+                    }],
+                    final_score: r.final_score,
+                    excluded_until: None,
+                    gather_excluded: false,
+                });
+                continue;
+            }
+            r.started = true;
             let missed = !matches!(outcome, Outcome::Received { .. });
             r.missed.push(missed);
             let lookback = p.missing_lookback_windows as usize;
@@ -215,11 +247,11 @@ impl Ledger {
                             CopyVerdict::Original => {}
                             CopyVerdict::Reduced(m) => penalize(r, &mut penalties, m, why),
                             CopyVerdict::Reset => {
-                                *r = MinerRecord { missed: r.missed.clone(), ..fresh(hotkey, &model) };
+                                *r = MinerRecord { missed: r.missed.clone(), started: true, ..fresh(hotkey, &model) };
                                 penalties.push(Penalty { multiplier: 0.0, reason: format!("{why}: scores reset") });
                             }
                             CopyVerdict::Excluded { windows } => {
-                                *r = MinerRecord { missed: r.missed.clone(), ..fresh(hotkey, &model) };
+                                *r = MinerRecord { missed: r.missed.clone(), started: true, ..fresh(hotkey, &model) };
                                 r.excluded_until = Some(w + u64::from(windows));
                                 penalties.push(Penalty {
                                     multiplier: 0.0,
@@ -239,7 +271,7 @@ impl Ledger {
                         });
                     }
                 }
-                Outcome::Missing { reason } => {
+                Outcome::Missing { reason, .. } => {
                     r.missing_streak += 1;
                     let m = match r.missing_streak {
                         1 => p.missing_upload,
@@ -251,6 +283,7 @@ impl Ledger {
                         *r = MinerRecord {
                             missed: r.missed.clone(),
                             missing_streak: r.missing_streak,
+                            started: true,
                             ..fresh(hotkey, &model)
                         };
                         penalties.push(Penalty { multiplier: 0.0, reason: "inactive: scores reset".into() });
@@ -277,6 +310,18 @@ impl Ledger {
             }
             if r.final_score > 0.0 && r.final_score < p.score_zero_threshold {
                 r.final_score = 0.0;
+            }
+            if r.final_score <= 0.0 && penalties.is_empty() {
+                // No rule fired, yet it earns nothing: say what its standing is.
+                penalties.push(Penalty {
+                    multiplier: 1.0,
+                    reason: format!(
+                        "no positive score: rating ordinal {:.2}, binary EMA {:.3}, sync {:.2}",
+                        r.rating.ordinal(),
+                        r.binary_ema,
+                        r.sync
+                    ),
+                });
             }
             uids.push(UidReport {
                 uid: *uid,

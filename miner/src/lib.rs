@@ -2,7 +2,10 @@
 //! gather and apply) against any [`Chain`](ferrum_chain::Chain) and store; `main.rs` only
 //! parses flags. A harness (the devnet, the tests) runs many miners in one process.
 
+pub mod adversary;
 pub mod run;
 pub mod trainer;
 
-pub use run::{MinerError, MinerEvent, MinerSetup, run};
+pub use adversary::Behaviour;
+pub use ferrum_node::NodeEvent;
+pub use run::{MinerError, MinerSetup, run};

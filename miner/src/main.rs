@@ -86,6 +86,7 @@ async fn mine(cli: Cli, config: SubnetConfig) -> Result<()> {
         threads: cli.run.threads(),
         metrics,
         events: None,
+        behaviour: ferrum_miner::Behaviour::Honest,
         config: ctx.config,
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);

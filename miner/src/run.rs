@@ -9,18 +9,20 @@ use std::time::Instant;
 
 use ferrum_chain::{BlockInfo, Chain, ChainError, Keypair};
 use ferrum_common::assignment::samples_digest;
+use ferrum_common::codec::{EncodedTensor, dct, encode, synthetic_delta};
 use ferrum_common::driver::{Action, Block, Done, Driver, Phase};
 use ferrum_common::gather::{self, CommitmentError};
 use ferrum_common::model::MasterModel;
 use ferrum_common::payload::{self, PayloadHeader};
 use ferrum_common::{Dataset, Hotkey, PutWindow, Store, SubnetConfig};
 use ferrum_node::retry::{Backoff, retry};
-use ferrum_node::{Applied, Metrics, NodeState, StateDir, StateError, Sync};
+use ferrum_node::{Metrics, NodeEvent, NodeState, StateDir, StateError, Sync};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, info, warn};
 
+use crate::adversary::{Behaviour, garbage};
 use crate::trainer::{TrainJob, TrainerThread};
 
 /// Everything a miner runs with, opened and checked by the caller.
@@ -40,19 +42,10 @@ pub struct MinerSetup {
     /// Threads for encoding, aggregation and the outer step.
     pub threads: usize,
     pub metrics: Metrics,
+    /// Always `Honest` in production; the devnet's adversaries cheat (`adversary`).
+    pub behaviour: Behaviour,
     /// Progress reports for a harness (devnet, tests); `None` in production.
-    pub events: Option<mpsc::UnboundedSender<MinerEvent>>,
-}
-
-/// What a miner reports to a harness.
-#[derive(Debug, Clone)]
-pub enum MinerEvent {
-    /// The outer step of `window` is applied; `model` is the base of `window + 1`.
-    Applied { uid: u16, applied: Applied, model: Arc<MasterModel> },
-    /// The payload of `window` is uploaded.
-    Uploaded { uid: u16, window: u64, bytes: usize },
-    /// Nothing to do until the block after `block`.
-    Idle { uid: u16, block: u64 },
+    pub events: Option<mpsc::UnboundedSender<NodeEvent>>,
 }
 
 /// Why a miner stopped.
@@ -79,7 +72,7 @@ pub enum MinerError {
 /// A window's trained, encoded update, waiting for the put window.
 struct Pending {
     window: u64,
-    encoded: Vec<ferrum_common::codec::EncodedTensor>,
+    encoded: Vec<EncodedTensor>,
     samples: Vec<u64>,
 }
 
@@ -105,13 +98,15 @@ struct Miner {
     pending: Option<Pending>,
     /// Saved optimizer state for the training thread's first job.
     restore: Option<Vec<u8>>,
+    /// The previous payload (kept by the replay adversary only).
+    last_payload: Option<Vec<u8>>,
 }
 
 impl Miner {
     async fn start(setup: MinerSetup, uid: u16, chain: &impl Chain) -> Result<Miner, MinerError> {
         let hotkey = setup.keypair.hotkey();
         let netuid = setup.netuid;
-        let want = gather::commitment(&setup.bucket_url)?;
+        let want = gather::commitment(&setup.bucket_url, false)?;
         let have = retry("commitment read", Backoff::default(), || chain.commitment(netuid, &hotkey)).await?;
         if have.map(|c| c.data) != Some(want.clone()) {
             retry("commitment write", Backoff::default(), || chain.set_commitment(&setup.keypair, netuid, &want))
@@ -140,7 +135,7 @@ impl Miner {
         let trainer = TrainerThread::spawn(setup.config.clone(), setup.backend.clone(), setup.threads)
             .map_err(MinerError::Thread)?;
         let restore = state.optimizer.clone();
-        Ok(Miner { setup, uid, hotkey, sync, state_dir, state, trainer, pending: None, restore })
+        Ok(Miner { setup, uid, hotkey, sync, state_dir, state, trainer, pending: None, restore, last_payload: None })
     }
 
     async fn run(mut self, chain: &impl Chain, shutdown: &mut watch::Receiver<bool>) -> Result<(), MinerError> {
@@ -180,7 +175,7 @@ impl Miner {
                 match driver.next_action() {
                     Action::Wait => {
                         let latest = driver.latest.map_or(block.number, |l| l.number);
-                        self.emit(MinerEvent::Idle { uid: self.uid, block: latest });
+                        self.emit(NodeEvent::Idle { uid: self.uid, block: latest });
                         break;
                     }
                     Action::Train { window, stop_at_block } => {
@@ -201,7 +196,7 @@ impl Miner {
         }
     }
 
-    fn emit(&self, event: MinerEvent) {
+    fn emit(&self, event: NodeEvent) {
         if let Some(tx) = &self.setup.events {
             let _ = tx.send(event);
         }
@@ -218,14 +213,22 @@ impl Miner {
         head: &mut u64,
     ) -> Result<Done, MinerError> {
         let samples = self.sync.assigned(window, self.uid, &self.hotkey);
+        // A wrong-data adversary trains on another window's samples and claims its own.
+        let trained_on = match self.setup.behaviour {
+            Behaviour::WrongData => self.sync.assigned(window + 1_000_003, self.uid, &self.hotkey),
+            _ => samples.clone(),
+        };
         let tokens =
-            retry("reading assigned samples", Backoff::default(), || self.setup.dataset.samples(&samples)).await?;
+            retry("reading assigned samples", Backoff::default(), || self.setup.dataset.samples(&trained_on)).await?;
         let batch = self.setup.config.training.batch_size.max(1) as usize;
         let batches: Vec<Vec<Vec<u32>>> = tokens.chunks(batch).map(<[Vec<u32>]>::to_vec).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let job = TrainJob {
             window,
-            base: Arc::new(self.state.model.clone()),
+            base: Arc::new(match self.setup.behaviour {
+                Behaviour::Stale => MasterModel::genesis(&self.setup.config),
+                _ => self.state.model.clone(),
+            }),
             first_step: window * u64::from(self.setup.config.training.inner_steps),
             batches,
             stop: stop.clone(),
@@ -284,22 +287,38 @@ impl Miner {
         let Some(p) = self.pending.take().filter(|p| p.window == window) else {
             return Done::UploadFailed { window };
         };
+        let base = match self.setup.behaviour {
+            Behaviour::Stale => MasterModel::genesis(&self.setup.config).fingerprint(),
+            _ => self.state.model.fingerprint(),
+        };
         let header = PayloadHeader {
             netuid: self.setup.netuid,
             uid: self.uid,
             window,
             hotkey: self.hotkey,
             config_hash: self.sync.config_hash,
-            base_fingerprint: self.state.model.fingerprint().0,
+            base_fingerprint: base.0,
             samples_digest: samples_digest(&p.samples),
         };
-        let bytes = match payload::build(&header, &p.encoded, &self.sync.layout, self.setup.keypair.pair()) {
+        let built = if self.setup.behaviour == Behaviour::Honest {
+            payload::build(&header, &p.encoded, &self.sync.layout, self.setup.keypair.pair()).map_err(|e| e.to_string())
+        } else {
+            self.cheat(&header, p.encoded).await
+        };
+        let bytes = match built {
             Ok(b) => b,
             Err(e) => {
                 warn!(window, error = %e, "cannot build the payload");
                 return Done::UploadFailed { window };
             }
         };
+        if self.setup.behaviour == Behaviour::Late {
+            tokio::time::sleep(std::time::Duration::from_millis(
+                self.setup.config.windows.put_window_secs * 1000 + 1500,
+            ))
+            .await;
+        }
+
         let size = bytes.len();
         let key = self.sync.namespace.payload(window, self.uid, &self.hotkey);
         let started = Instant::now();
@@ -315,12 +334,67 @@ impl Miner {
                 if let Err(e) = self.state_dir.save(&self.state).await {
                     warn!(window, error = %e, "cannot save state after the upload");
                 }
-                self.emit(MinerEvent::Uploaded { uid: self.uid, window, bytes: size });
+                self.emit(NodeEvent::Uploaded { uid: self.uid, window, bytes: size });
                 Done::Uploaded { window }
             }
             Err(e) => {
                 warn!(window, error = %e, "upload failed");
                 Done::UploadFailed { window }
+            }
+        }
+    }
+
+    /// The payload bytes an adversary uploads instead of its honest one.
+    async fn cheat(&mut self, header: &PayloadHeader, honest: Vec<EncodedTensor>) -> Result<Vec<u8>, String> {
+        let layout = &self.sync.layout;
+        let key = self.setup.keypair.pair();
+        let encode = |values: &dyn Fn(usize, usize) -> Vec<f32>| -> Vec<EncodedTensor> {
+            let mut bases = dct::Bases::default();
+            layout
+                .spec
+                .tensors
+                .iter()
+                .enumerate()
+                .map(|(i, (_, g))| encode(&values(i, g.numel()), g, &layout.spec, &mut bases))
+                .collect()
+        };
+        let build = |tensors: &[EncodedTensor]| payload::build(header, tensors, layout, key).map_err(|e| e.to_string());
+        match &self.setup.behaviour {
+            Behaviour::Honest | Behaviour::WrongData | Behaviour::Stale | Behaviour::Late => build(&honest),
+            Behaviour::Noise => {
+                let seed = header.window.wrapping_mul(7919);
+                build(&encode(&|i, n| synthetic_delta(n, seed + i as u64).into_iter().map(|v| v * 100.0).collect()))
+            }
+            Behaviour::Zeros => build(&encode(&|_, n| vec![0.0; n])),
+            Behaviour::Oversized => build(&honest).map(|mut b| {
+                b.extend(std::iter::repeat_n(0u8, 4096));
+                b
+            }),
+            Behaviour::Malformed => Ok(garbage(layout.size(), header.window)),
+            Behaviour::Forged => {
+                let forger = Behaviour::forger();
+                let forged = PayloadHeader { hotkey: forger.hotkey(), ..header.clone() };
+                let mut b = payload::build(&forged, &honest, layout, forger.pair()).map_err(|e| e.to_string())?;
+                b[24..56].copy_from_slice(self.hotkey.as_bytes());
+                Ok(b)
+            }
+            Behaviour::Replay => {
+                // Uploads last window's payload, and keeps this one for next time.
+                let current = build(&honest)?;
+                Ok(self.last_payload.replace(current.clone()).unwrap_or(current))
+            }
+            Behaviour::Copier { victim } => {
+                let store = Store::open(&victim.bucket, &self.setup.config.storage).map_err(|e| e.to_string())?;
+                let key = self.sync.namespace.payload(header.window, victim.uid, &victim.hotkey);
+                // The victim uploads when the put window opens; wait for it.
+                for _ in 0..100 {
+                    if let Ok(bytes) = store.get(&key, Some(layout.size() as u64)).await {
+                        let copied = payload::parse_unverified(&bytes, layout).map_err(|r| r.to_string())?;
+                        return build(&copied.tensors);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(format!("nothing to copy from uid {}", victim.uid))
             }
         }
     }
@@ -364,7 +438,7 @@ impl Miner {
             fingerprint = &fp[..16],
             "window applied"
         );
-        self.emit(MinerEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
+        self.emit(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
         Ok(())
     }
 }

@@ -182,6 +182,7 @@ async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
         backend: "flex".into(),
         threads: 1,
         metrics: Metrics::default(),
+        behaviour: ferrum_miner::Behaviour::Honest,
         events: None,
     };
     let (_stop, shutdown) = tokio::sync::watch::channel(false);

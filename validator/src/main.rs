@@ -1,17 +1,19 @@
-//! `validator`: runs the Gauntlet over miners' uploads and sets weights on chain.
-//!
-//! `validator check` is the preflight: config, bucket, dataset, and a window's random data read
-//! and verified. The scoring loop (the Gauntlet) and weight setting come next.
+//! `validator`: runs the Gauntlet over miners' uploads and sets weights on chain (the loop is
+//! the `ferrum_validator` library; this file parses flags). `validator check` is the preflight
+//! alone; `validator report --window W` prints a scored window's Gauntlet record.
 
 use ferrum_common::outln;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
 use ferrum_common::cli::{NodeArgs, exit_code, init_tracing};
 use ferrum_common::node::NodeContext;
 use ferrum_common::{Hotkey, SubnetConfig, WindowSchedule};
+use ferrum_node::Metrics;
+use ferrum_node::cli::RunArgs;
+use ferrum_validator::{ValidatorFiles, ValidatorSetup};
 use tracing::info;
 
 #[derive(Parser)]
@@ -19,12 +21,24 @@ use tracing::info;
 struct Cli {
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Publish a checkpoint every this many windows (0: never).
+    #[arg(long = "checkpoint.every", env = "FERRUM_CHECKPOINT_EVERY", default_value_t = 10, global = true)]
+    checkpoint_every: u64,
+    /// Without a command, the validator runs.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the Gauntlet record of a scored window (every input, penalty and reason) as JSON,
+    /// from --state.dir.
+    Report {
+        #[arg(long, env = "FERRUM_WINDOW")]
+        window: u64,
+    },
     /// Check config, bucket write access and dataset, then read and verify a window's random data.
     Check {
         /// Window to evaluate.
@@ -48,9 +62,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     let config = cli.node.load_config()?;
-    let hotkey = cli.node.hotkey()?;
     match cli.command {
-        Command::Check { window, seed_block_hash } => {
+        Some(Command::Check { window, seed_block_hash }) => {
+            let hotkey = match cli.node.hotkey() {
+                Ok(h) => h,
+                Err(e) => cli.run.keypair(cli.node.hotkey.as_deref()).map(|k| k.hotkey()).map_err(|_| e)?,
+            };
             let mut seed = [0u8; 32];
             if let Some(hash) = &seed_block_hash {
                 hex::decode_to_slice(hash.trim_start_matches("0x"), &mut seed)
@@ -58,7 +75,52 @@ async fn run(cli: Cli) -> Result<()> {
             }
             check(config, cli.node.netuid, &hotkey, window, &seed, seed_block_hash.is_some()).await
         }
+        Some(Command::Report { window }) => {
+            let files = ValidatorFiles::open(&cli.run.state_dir, &config)?;
+            match files.report(window).await? {
+                Some(r) => outln!("{}", serde_json::to_string_pretty(&r)?)?,
+                None => anyhow::bail!("no Gauntlet record for window {window} in {}", cli.run.state_dir.display()),
+            }
+            Ok(())
+        }
+        None => validate(cli, config).await,
     }
+}
+
+async fn validate(cli: Cli, config: SubnetConfig) -> Result<()> {
+    let keypair = cli.run.keypair(cli.node.hotkey.as_deref())?;
+    let hotkey = keypair.hotkey();
+    let netuid = cli.node.netuid;
+    let ctx = NodeContext::preflight(config, netuid, &hotkey).await?;
+    let bucket_url = ferrum_common::storage::Location::parse(&ctx.config.storage.url)?.absolute().to_url();
+    let chain = cli.run.connect().await.context("connecting to the chain")?;
+    let metrics = Metrics::default();
+    if let Some(port) = cli.run.metrics_port {
+        let bound = metrics.serve(port, cli.run.metrics_public).await.context("serving metrics")?;
+        info!(port = bound, "metrics at /metrics");
+    }
+    let setup = ValidatorSetup {
+        netuid,
+        keypair,
+        store: ctx.store,
+        bucket_url,
+        dataset: std::sync::Arc::new(ctx.dataset),
+        state_dir: cli.run.state_dir.clone(),
+        backend: cli.run.backend.clone(),
+        threads: cli.run.threads(),
+        checkpoint_every: cli.checkpoint_every,
+        metrics,
+        events: None,
+        config: ctx.config,
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        ferrum_common::cli::shutdown_signal().await;
+        info!("stopping");
+        let _ = stop.send(true);
+    });
+    ferrum_validator::run(setup, chain, shutdown).await?;
+    Ok(())
 }
 
 async fn check(

@@ -4,11 +4,13 @@
 //! can help ([`retry`]), and Prometheus metrics ([`metrics`]).
 
 pub mod cli;
+pub mod events;
 pub mod metrics;
 pub mod retry;
 pub mod state;
 pub mod sync;
 
+pub use events::NodeEvent;
 pub use metrics::Metrics;
 pub use state::{NodeState, StateDir, StateError};
 pub use sync::{Applied, Skip, Sync, WindowPlan};

@@ -12,8 +12,8 @@ use ferrum_common::codec::{AggregateError, EncodedTensor, aggregate_model};
 use ferrum_common::gather::{self, GatherRules, Peer, Verdict};
 use ferrum_common::keys::Namespace;
 use ferrum_common::model::{Fingerprint, MasterModel};
-use ferrum_common::payload::{self, Expectation, FetchError, PayloadLayout, Rejection};
-use ferrum_common::{ConfigHash, DatasetId, Freshness, PutWindow, Store, SubnetConfig, WindowSchedule};
+use ferrum_common::payload::{self, Expectation, FetchError, Payload, PayloadLayout, Rejection};
+use ferrum_common::{ConfigHash, DatasetId, Freshness, ObjectInfo, PutWindow, Store, SubnetConfig, WindowSchedule};
 use futures::StreamExt;
 
 use crate::retry::{Backoff, retry};
@@ -140,6 +140,20 @@ impl Sync {
     /// The window's gather candidates, read from the chain at the window's boundary (the put
     /// window's opening block): metagraph, that block's hash, and bucket commitments.
     pub async fn plan(&self, chain: &impl Chain, window: u64, put: PutWindow) -> Result<WindowPlan, ChainError> {
+        let (peers, boundary_hash) = self.peers(chain, window).await?;
+        let tiers = &self.config.weights.tiers;
+        let rules = GatherRules {
+            gather_peers: tiers.gather_peers as usize,
+            reserve_peers: tiers.reserve_peers as usize,
+            burn_uid: self.config.weights.burn_uid,
+            excluded: self.excluded.clone(),
+        };
+        Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules) })
+    }
+
+    /// Every registered neuron at `window`'s boundary with its bucket (if committed by then),
+    /// in uid order, and the boundary block's hash.
+    pub async fn peers(&self, chain: &impl Chain, window: u64) -> Result<(Vec<Peer>, [u8; 32]), ChainError> {
         let boundary = self.schedule.put_window_block(window);
         let metagraph = chain.metagraph(self.netuid, Some(boundary)).await?;
         let boundary_hash = chain.block_hash(boundary).await?;
@@ -151,16 +165,11 @@ impl Sync {
                 .await?
                 .filter(|c| c.block <= boundary)
                 .and_then(|c| gather::parse_commitment(&c.data));
-            peers.push(Peer { uid: n.uid, hotkey: n.hotkey, incentive: n.incentive, bucket });
+            let validator = bucket.as_ref().is_some_and(|(_, v)| *v);
+            let bucket = bucket.map(|(url, _)| url);
+            peers.push(Peer { uid: n.uid, hotkey: n.hotkey, incentive: n.incentive, bucket, validator });
         }
-        let tiers = &self.config.weights.tiers;
-        let rules = GatherRules {
-            gather_peers: tiers.gather_peers as usize,
-            reserve_peers: tiers.reserve_peers as usize,
-            burn_uid: self.config.weights.burn_uid,
-            excluded: self.excluded.clone(),
-        };
-        Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules) })
+        Ok((peers, boundary_hash))
     }
 
     fn store(&self, url: &str) -> Result<Store, String> {
@@ -174,18 +183,15 @@ impl Sync {
     }
 
     /// Fetches and checks one candidate's payload for `plan.window` against the base model.
-    async fn check(
-        &self,
-        peer: &Peer,
-        plan: &WindowPlan,
-        base: &Fingerprint,
-    ) -> Result<(u64, Vec<EncodedTensor>), Skip> {
+    /// Fetches one peer's payload for `window` and checks what needs no model: size, signature,
+    /// header, body, and the upload time against the put window.
+    pub async fn fetch(&self, peer: &Peer, window: u64, put: &PutWindow) -> Result<(ObjectInfo, Payload), Skip> {
         let Some(url) = &peer.bucket else { return Err(Skip::Missing) };
         let store = self.store(url).map_err(Skip::Unreachable)?;
-        let key = self.namespace.payload(plan.window, peer.uid, &peer.hotkey);
+        let key = self.namespace.payload(window, peer.uid, &peer.hotkey);
         let expect = Expectation {
             netuid: self.netuid,
-            window: plan.window,
+            window,
             uid: peer.uid,
             hotkey: &peer.hotkey,
             config_hash: &self.config_hash,
@@ -199,11 +205,22 @@ impl Sync {
             FetchError::Storage(s) => Skip::Unreachable(s.to_string()),
             FetchError::Rejected(r) => Skip::Invalid(r),
         })?;
-        match plan.put.classify(info.last_modified_ms) {
-            Freshness::OnTime => {}
-            Freshness::TooEarly { by_ms } => return Err(Skip::TooEarly { by_ms }),
-            Freshness::TooLate { by_ms } => return Err(Skip::TooLate { by_ms }),
+        match put.classify(info.last_modified_ms) {
+            Freshness::OnTime => Ok((info, p)),
+            Freshness::TooEarly { by_ms } => Err(Skip::TooEarly { by_ms }),
+            Freshness::TooLate { by_ms } => Err(Skip::TooLate { by_ms }),
         }
+    }
+
+    /// [`fetch`](Self::fetch), then the checks that need this window's base model: the payload
+    /// was trained from it, on the samples the uid was assigned.
+    async fn check(
+        &self,
+        peer: &Peer,
+        plan: &WindowPlan,
+        base: &Fingerprint,
+    ) -> Result<(u64, Vec<EncodedTensor>), Skip> {
+        let (info, p) = self.fetch(peer, plan.window, &plan.put).await?;
         if p.header.base_fingerprint != base.0 {
             return Err(Skip::StaleBase { claimed: Fingerprint(p.header.base_fingerprint) });
         }

@@ -19,7 +19,7 @@ fn honest(gain: f64) -> Outcome {
 }
 
 fn missing() -> Outcome {
-    Outcome::Missing { reason: "missing: no payload uploaded".into() }
+    Outcome::Missing { reason: "missing: no payload uploaded".into(), uploaded: false }
 }
 
 fn input(window: u64, miners: Vec<(u16, Outcome)>) -> WindowInput {
@@ -81,7 +81,8 @@ fn honest_miners_take_the_weight_and_cheats_get_reasons() {
                     (12, wrong_data),
                     (13, stale),
                     (14, Outcome::Invalid { reason: "signature does not verify".into() }),
-                    (15, missing()),
+                    // Mines two windows, then disappears.
+                    (15, if w < 2 { honest(0.1) } else { missing() }),
                     (16, copier),
                 ],
             ),
@@ -142,6 +143,21 @@ fn missed_uploads_escalate_then_exclude() {
     let r = ledger.update(&input(10, vec![(1, honest(0.1)), (2, missing())]), &c);
     assert_eq!(r.uids[1].excluded_until, Some(30), "5 of the last 8 missed: excluded 20 windows");
     assert!(r.uids[1].gather_excluded);
+}
+
+#[test]
+fn a_uid_that_never_uploaded_is_not_penalized_for_missing() {
+    let c = config();
+    let mut ledger = Ledger::default();
+    for w in 0..10 {
+        let r = ledger.update(&input(w, vec![(1, honest(0.1)), (2, missing())]), &c);
+        assert!(r.uids[1].penalties.iter().all(|p| p.multiplier == 1.0), "{:?}", r.uids[1]);
+        assert!(r.uids[1].excluded_until.is_none());
+    }
+    // Once it has uploaded, a miss counts.
+    ledger.update(&input(10, vec![(1, honest(0.1)), (2, honest(0.1))]), &c);
+    let r = ledger.update(&input(11, vec![(1, honest(0.1)), (2, missing())]), &c);
+    assert_eq!(r.uids[1].penalties[0].multiplier, 0.75);
 }
 
 #[test]

@@ -1,0 +1,113 @@
+//! Cheating miners for the devnet and the tests, so the Gauntlet is held to real attacks. A
+//! production miner is always [`Behaviour::Honest`]; the others are reachable only through
+//! `ferrum devnet --adversaries` and test harnesses.
+
+use std::str::FromStr;
+
+use ferrum_chain::Keypair;
+use ferrum_common::Hotkey;
+
+/// How a miner behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    Honest,
+    /// Random values of the right shape, validly signed.
+    Noise,
+    /// Another miner's payload, re-signed under its own hotkey.
+    Copier {
+        victim: Victim,
+    },
+    /// A free rider: an all-zero update.
+    Zeros,
+    /// Trains honestly, on data it was not assigned (and claims its assignment).
+    WrongData,
+    /// Uploads its own payload of the previous window again.
+    Replay,
+    /// Its payload signed by another key.
+    Forged,
+    /// Uploads after the put window closes.
+    Late,
+    /// Trains from the genesis model every window, never from the network's model.
+    Stale,
+    /// Its payload with bytes appended.
+    Oversized,
+    /// Random bytes of a payload's size.
+    Malformed,
+}
+
+/// The miner a copier copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Victim {
+    pub uid: u16,
+    pub hotkey: Hotkey,
+    /// Its bucket URL.
+    pub bucket: String,
+}
+
+/// Names accepted by `--adversaries`, in the order the docs list them.
+pub const ADVERSARIES: [&str; 10] =
+    ["noise", "copier", "zeros", "wrong-data", "replay", "forged", "late", "stale", "oversized", "malformed"];
+
+/// An adversary name the devnet does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown adversary `{0}`: use any of {list}", list = ADVERSARIES.join(", "))]
+pub struct UnknownAdversary(String);
+
+/// The behaviour of an adversary name; `copier` gets its victim from the harness.
+impl FromStr for Behaviour {
+    type Err = UnknownAdversary;
+
+    fn from_str(s: &str) -> Result<Behaviour, UnknownAdversary> {
+        Ok(match s {
+            "noise" => Behaviour::Noise,
+            "copier" => Behaviour::Copier { victim: Victim { uid: 0, hotkey: Hotkey([0; 32]), bucket: String::new() } },
+            "zeros" => Behaviour::Zeros,
+            "wrong-data" => Behaviour::WrongData,
+            "replay" => Behaviour::Replay,
+            "forged" => Behaviour::Forged,
+            "late" => Behaviour::Late,
+            "stale" => Behaviour::Stale,
+            "oversized" => Behaviour::Oversized,
+            "malformed" => Behaviour::Malformed,
+            other => return Err(UnknownAdversary(other.to_string())),
+        })
+    }
+}
+
+impl Behaviour {
+    /// The name `--adversaries` takes (`honest` for an honest miner).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Behaviour::Honest => "honest",
+            Behaviour::Noise => "noise",
+            Behaviour::Copier { .. } => "copier",
+            Behaviour::Zeros => "zeros",
+            Behaviour::WrongData => "wrong-data",
+            Behaviour::Replay => "replay",
+            Behaviour::Forged => "forged",
+            Behaviour::Late => "late",
+            Behaviour::Stale => "stale",
+            Behaviour::Oversized => "oversized",
+            Behaviour::Malformed => "malformed",
+        }
+    }
+
+    /// The key a forger signs with.
+    pub fn forger() -> Keypair {
+        // A fixed dev URI: always parses.
+        Keypair::from_secret("//ferrum-devnet-forger", "forger").unwrap_or_else(|_| unreachable!("dev URI"))
+    }
+}
+
+/// Deterministic bytes that look like nothing (xorshift), for the malformed adversary.
+pub fn garbage(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 32) as u8
+        })
+        .collect()
+}

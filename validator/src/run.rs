@@ -1,0 +1,475 @@
+//! The validator's loop: follow the chain with the window driver (never training), apply each
+//! window exactly as miners do, publish a signed gather record and periodic checkpoints, score
+//! every miner with the Gauntlet once the window's random data is known, and set weights.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrum_chain::{Chain, ChainError, Keypair};
+use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
+use ferrum_common::checkpoint;
+use ferrum_common::driver::{Action, Block, Done, Driver};
+use ferrum_common::gather::{self, CommitmentError};
+use ferrum_common::model::MasterModel;
+use ferrum_common::{Dataset, Hotkey, PutWindow, Store, SubnetConfig};
+use ferrum_gauntlet::rules::{self, Losses};
+use ferrum_gauntlet::{CopyOf, Outcome, WindowInput, WindowReport};
+use ferrum_node::retry::{Backoff, retry};
+use ferrum_node::{Applied, Metrics, NodeEvent, NodeState, StateDir, StateError, Sync, WindowPlan};
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, info, warn};
+
+use crate::eval::{Candidate, EvalJob, EvalThread};
+use crate::record::GatherRecord;
+use crate::state::{PendingReveal, ValidatorFiles, ValidatorState, ValidatorStateError};
+
+/// Base fingerprints remembered for sync lag.
+const RECENT_BASES: usize = 8;
+
+/// Everything a validator runs with, opened and checked by the caller.
+pub struct ValidatorSetup {
+    pub config: SubnetConfig,
+    pub netuid: u16,
+    pub keypair: Keypair,
+    /// This validator's bucket: gather records and checkpoints go here.
+    pub store: Store,
+    /// The URL of that bucket as other nodes open it (committed on chain).
+    pub bucket_url: String,
+    pub dataset: Arc<Dataset>,
+    pub state_dir: PathBuf,
+    pub backend: String,
+    pub threads: usize,
+    /// A checkpoint every this many windows (0: none).
+    pub checkpoint_every: u64,
+    pub metrics: Metrics,
+    pub events: Option<mpsc::UnboundedSender<NodeEvent>>,
+}
+
+/// Why a validator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error(
+        "hotkey {hotkey} is not registered on netuid {netuid}: register it first (btcli subnets register --netuid {netuid})"
+    )]
+    NotRegistered { hotkey: Hotkey, netuid: u16 },
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Files(#[from] ValidatorStateError),
+    #[error(transparent)]
+    Commitment(#[from] CommitmentError),
+    #[error("cannot start the evaluation thread: {0}")]
+    Thread(std::io::Error),
+    #[error("cannot replay window {window}: {source} (start from a checkpoint instead)")]
+    Replay { window: u64, source: ChainError },
+}
+
+/// A window applied and waiting for its random-data seed block to be scored.
+struct Pending {
+    plan: WindowPlan,
+    base: Arc<MasterModel>,
+}
+
+/// Runs the validator until `shutdown` turns true.
+pub async fn run(
+    setup: ValidatorSetup,
+    chain: impl Chain,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ValidatorError> {
+    let hotkey = setup.keypair.hotkey();
+    let netuid = setup.netuid;
+    let uid = retry("uid lookup", Backoff::default(), || chain.uid_of(netuid, &hotkey))
+        .await?
+        .ok_or(ValidatorError::NotRegistered { hotkey, netuid })?;
+    let span = tracing::info_span!("validator", uid, hotkey = %hotkey);
+    let v = Validator::start(setup, uid, &chain).instrument(span.clone()).await?;
+    v.run(&chain, &mut shutdown).instrument(span).await
+}
+
+struct Validator {
+    setup: ValidatorSetup,
+    uid: u16,
+    hotkey: Hotkey,
+    sync: Sync,
+    state_dir: StateDir,
+    node: NodeState,
+    files: ValidatorFiles,
+    state: ValidatorState,
+    eval: EvalThread,
+    pending: Vec<Pending>,
+}
+
+impl Validator {
+    async fn start(setup: ValidatorSetup, uid: u16, chain: &impl Chain) -> Result<Validator, ValidatorError> {
+        let hotkey = setup.keypair.hotkey();
+        let want = gather::commitment(&setup.bucket_url, true)?;
+        let have = retry("commitment read", Backoff::default(), || chain.commitment(setup.netuid, &hotkey)).await?;
+        if have.map(|c| c.data) != Some(want.clone()) {
+            retry("commitment write", Backoff::default(), || chain.set_commitment(&setup.keypair, setup.netuid, &want))
+                .await?;
+            info!(bucket = setup.bucket_url, "bucket commitment published");
+        }
+        let sync =
+            Sync::new(&setup.config, setup.netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads);
+        let state_dir = StateDir::open(&setup.state_dir.join("model"), &setup.config, setup.netuid)?;
+        let node = match state_dir.load(&setup.config).await? {
+            Some(s) => s,
+            None => NodeState {
+                base_window: 0,
+                global_step: 0,
+                uploaded: false,
+                model: MasterModel::genesis(&setup.config),
+                feedback: None,
+                optimizer: None,
+            },
+        };
+        let files = ValidatorFiles::open(&setup.state_dir, &setup.config)?;
+        let state = files.load().await?;
+        info!(base_window = node.base_window, miners = state.ledger.records.len(), "validator state loaded");
+        let eval = EvalThread::spawn(setup.config.clone(), setup.backend.clone()).map_err(ValidatorError::Thread)?;
+        Ok(Validator { setup, uid, hotkey, sync, state_dir, node, files, state, eval, pending: Vec::new() })
+    }
+
+    async fn run(mut self, chain: &impl Chain, shutdown: &mut watch::Receiver<bool>) -> Result<(), ValidatorError> {
+        let cfg = &self.setup.config;
+        let mut driver = Driver::new(self.sync.schedule, cfg.windows.put_window_secs, self.node.base_window, false);
+        let mut head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
+        let mut blocks = chain.blocks(driver.resume_from_block());
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                b = blocks.next() => b,
+            };
+            let block = match next {
+                Some(Ok(b)) => b,
+                Some(Err(e)) if e.is_transient() => {
+                    warn!(error = %e, "block stream failed; resubscribing");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    blocks = chain.blocks(driver.latest.map_or(driver.resume_from_block(), |l| l.number + 1));
+                    continue;
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            };
+            if block.number >= head {
+                head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
+            }
+            driver.observe(Block { number: block.number, timestamp_ms: block.timestamp_ms }, head);
+            // A follower driver only ever applies windows; anything else means wait.
+            while let Action::Apply { window, put_opened_ms, put_closed_ms, .. } = driver.next_action() {
+                let put = PutWindow { opens_ms: put_opened_ms, closes_ms: put_closed_ms };
+                self.apply(chain, window, put).await?;
+                driver.done(Done::Applied { window });
+            }
+            self.score_ready(chain, block.number).await?;
+            self.reveal_if_due(chain, block.number).await;
+            if let Some(tx) = &self.setup.events {
+                let _ =
+                    tx.send(NodeEvent::Idle { uid: self.uid, block: driver.latest.map_or(block.number, |l| l.number) });
+            }
+        }
+    }
+
+    /// Applies `window` as every node does, then publishes what it did.
+    async fn apply(&mut self, chain: &impl Chain, window: u64, put: PutWindow) -> Result<(), ValidatorError> {
+        let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
+            .await
+            .map_err(|source| ValidatorError::Replay { window, source })?;
+        let base = Arc::new(self.node.model.clone());
+        let base_fp = base.fingerprint().to_string();
+        let applied = self.sync.apply(&mut self.node.model, &plan).await;
+        self.node.base_window = window + 1;
+        if !applied.accepted.is_empty() {
+            self.node.global_step += 1;
+        }
+        self.state_dir.save(&self.node).await?;
+        self.state.recent.insert(0, (window, base_fp.clone()));
+        self.state.recent.truncate(RECENT_BASES);
+        self.files.save(&self.state).await?;
+        self.publish(window, &base_fp, &applied).await;
+        info!(window, accepted = ?applied.accepted, fingerprint = &applied.fingerprint.to_string()[..16], "window applied");
+        self.setup.metrics.set("ferrum_window", "The last window whose outer step this node applied.", window as f64);
+        if let Some(tx) = &self.setup.events {
+            let _ = tx.send(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.node.model.clone()) });
+        }
+        self.pending.push(Pending { plan, base });
+        Ok(())
+    }
+
+    /// The signed gather record, and a checkpoint when one is due (failures are logged: the
+    /// network does not depend on them to stay in sync).
+    async fn publish(&self, window: u64, base_fp: &str, applied: &Applied) {
+        let record = GatherRecord {
+            netuid: self.setup.netuid,
+            window,
+            config_hash: self.sync.config_hash.to_string(),
+            validator: self.hotkey.to_ss58(),
+            base_fingerprint: base_fp.to_string(),
+            accepted: applied.accepted.clone(),
+            skipped: applied.skipped.iter().map(|(u, s)| (*u, s.to_string())).collect(),
+            fingerprint: applied.fingerprint.to_string(),
+            signature: String::new(),
+        }
+        .sign(&self.setup.keypair);
+        let key = self.sync.namespace.gather_record(window, &self.hotkey);
+        match serde_json::to_vec_pretty(&record) {
+            Ok(json) => {
+                if let Err(e) = self.setup.store.put(&key, json.into()).await {
+                    warn!(window, error = %e, "cannot publish the gather record");
+                }
+            }
+            Err(e) => warn!(window, error = %e, "cannot serialize the gather record"),
+        }
+        let every = self.setup.checkpoint_every;
+        if every > 0 && (window + 1).is_multiple_of(every) {
+            let saved = checkpoint::save(
+                &self.setup.store,
+                &self.sync.namespace,
+                &self.sync.config_hash,
+                window,
+                self.node.global_step,
+                &self.node.model,
+            )
+            .await;
+            match saved {
+                Ok(_) => info!(window, "checkpoint published"),
+                Err(e) => warn!(window, error = %e, "cannot publish the checkpoint"),
+            }
+        }
+    }
+
+    /// Scores every applied window whose random-data seed block exists by `block`.
+    async fn score_ready(&mut self, chain: &impl Chain, block: u64) -> Result<(), ValidatorError> {
+        while let Some(p) = self.pending.first() {
+            if self.sync.schedule.random_seed_block(p.plan.window) > block {
+                break;
+            }
+            let p = self.pending.remove(0);
+            let report = self.score(chain, &p).await?;
+            self.files.save_report(&report).await?;
+            self.files.save(&self.state).await?;
+            for u in &report.uids {
+                self.setup.metrics.set(
+                    format!("ferrum_miner_final_score{{uid=\"{}\"}}", u.uid),
+                    "Gauntlet final score per miner.",
+                    u.final_score,
+                );
+                let reasons: Vec<&str> = u.penalties.iter().map(|p| p.reason.as_str()).collect();
+                info!(window = report.window, miner = u.uid, score = u.final_score, gradient = ?u.gradient_score, sync = u.sync, penalties = ?reasons, "scored");
+            }
+            let report = Arc::new(report);
+            if let Some(tx) = &self.setup.events {
+                let _ = tx.send(NodeEvent::Scored { uid: self.uid, report: report.clone() });
+            }
+            self.set_weights_if_due(chain, &report).await?;
+        }
+        Ok(())
+    }
+
+    /// The Gauntlet for one window: fetch and check every miner's payload, measure losses,
+    /// find copies, then update the ledger.
+    async fn score(&mut self, chain: &impl Chain, p: &Pending) -> Result<WindowReport, ValidatorError> {
+        let w = p.plan.window;
+        let g = &self.setup.config.gauntlet;
+        let (peers, _) = retry("metagraph", Backoff::default(), || self.sync.peers(chain, w)).await?;
+        let seed_block = self.sync.schedule.random_seed_block(w);
+        let seed = retry("seed block hash", Backoff::default(), || chain.block_hash(seed_block)).await?;
+        let burn = self.setup.config.weights.burn_uid;
+        let miners: Vec<_> = peers.into_iter().filter(|p| p.uid != self.uid && p.uid != burn && !p.validator).collect();
+        let recent: Vec<[u8; 32]> = self
+            .state
+            .recent
+            .iter()
+            .filter(|(win, _)| *win <= w)
+            .filter_map(|(_, fp)| hex::decode(fp).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()))
+            .collect();
+
+        let mut outcomes: BTreeMap<u16, (String, Outcome)> = BTreeMap::new();
+        let mut received = Vec::new();
+        for peer in &miners {
+            if peer.bucket.is_none() {
+                outcomes.insert(
+                    peer.uid,
+                    (
+                        peer.hotkey.to_ss58(),
+                        Outcome::Missing { reason: "no bucket commitment".into(), uploaded: false },
+                    ),
+                );
+                continue;
+            }
+            match self.sync.fetch(peer, w, &p.plan.put).await {
+                Ok((info, payload)) => received.push((peer.clone(), info.last_modified_ms, payload)),
+                Err(skip) => {
+                    let outcome = match skip {
+                        ferrum_node::Skip::Invalid(r) => Outcome::Invalid { reason: r.to_string() },
+                        other => {
+                            let uploaded =
+                                matches!(other, ferrum_node::Skip::TooEarly { .. } | ferrum_node::Skip::TooLate { .. });
+                            Outcome::Missing { reason: other.to_string(), uploaded }
+                        }
+                    };
+                    outcomes.insert(peer.uid, (peer.hotkey.to_ss58(), outcome));
+                }
+            }
+        }
+
+        // Originality: the later of two uploads that are the same update, or overlap heavily.
+        let ks: Vec<usize> = self.sync.layout.spec.tensors.iter().map(|(_, g)| g.k).collect();
+        let mut copies: BTreeMap<u16, CopyOf> = BTreeMap::new();
+        for (i, (a, ta, pa)) in received.iter().enumerate() {
+            for (b, tb, pb) in received.iter().skip(i + 1) {
+                let identical = pa.tensors == pb.tensors;
+                let overlap = if identical { 1.0 } else { rules::overlap(&pa.tensors, &pb.tensors, &ks) };
+                if identical || overlap >= g.copy.overlap_threshold {
+                    let (later, earlier) = if (tb, b.uid) > (ta, a.uid) { (b.uid, a.uid) } else { (a.uid, b.uid) };
+                    let c = CopyOf { uid: earlier, overlap, identical };
+                    let worse =
+                        copies.get(&later).is_none_or(|old| (c.identical, c.overlap) > (old.identical, old.overlap));
+                    if worse {
+                        copies.insert(later, c);
+                    }
+                }
+            }
+        }
+
+        // Losses, in an order miners cannot know before their upload was due.
+        let (rand_uid, rand_hotkey) = random_identity(&seed);
+        let req = SampleRequest {
+            dataset: self.setup.dataset.id(),
+            netuid: self.setup.netuid,
+            window: w,
+            uid: rand_uid,
+            hotkey: &rand_hotkey,
+        };
+        let random_idx = assign_samples(&req, u64::from(g.random_eval_samples), self.setup.dataset.num_samples())
+            .unwrap_or_default();
+        let random = self.read(&random_idx).await;
+        received.sort_by_key(|(peer, _, _)| gather::tie_break(&seed, peer.uid));
+        let budget = g.uids_per_window as usize;
+        let mut candidates = Vec::new();
+        for (peer, _, payload) in received.iter().take(budget) {
+            let assigned = self.sync.assigned(w, peer.uid, &peer.hotkey);
+            let own = self.read(&assigned[..assigned.len().min(g.own_eval_samples as usize)]).await;
+            if !own.is_empty() && !random.is_empty() {
+                candidates.push(Candidate { uid: peer.uid, tensors: payload.tensors.clone(), own });
+            }
+        }
+        let losses: BTreeMap<u16, Losses> = if candidates.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.eval.measure(EvalJob { base: p.base.clone(), random, candidates }).await {
+                Ok(l) => l.into_iter().collect(),
+                Err(e) => {
+                    warn!(window = w, error = %e, "loss evaluation failed; scoring without losses");
+                    BTreeMap::new()
+                }
+            }
+        };
+        for (peer, _, payload) in &received {
+            let lag = rules::lag(&payload.header.base_fingerprint, &recent);
+            let outcome = Outcome::Received {
+                losses: losses.get(&peer.uid).copied(),
+                lag,
+                copy_of: copies.get(&peer.uid).copied(),
+            };
+            outcomes.insert(peer.uid, (peer.hotkey.to_ss58(), outcome));
+        }
+        let input = WindowInput { window: w, global_step: self.node.global_step, miners: outcomes };
+        Ok(self.state.ledger.update(&input, &self.setup.config))
+    }
+
+    /// Reads samples; a failure leaves them out (the loss evaluation then skips the miner).
+    async fn read(&self, indices: &[u64]) -> Vec<Vec<u32>> {
+        match retry("reading samples", Backoff::default(), || self.setup.dataset.samples(indices)).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot read evaluation samples");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Sets (or commits) the report's weights when this window ends a weights slot.
+    async fn set_weights_if_due(&mut self, chain: &impl Chain, report: &WindowReport) -> Result<(), ValidatorError> {
+        let every = u64::from(self.setup.config.weights.windows_per_weights.max(1));
+        let w = report.window;
+        let slot = w / every;
+        if !(w + 1).is_multiple_of(every) || self.state.last_weights_slot.is_some_and(|s| s >= slot) {
+            return Ok(());
+        }
+        // Recorded before submitting: a crash in between skips a slot rather than setting twice.
+        self.state.last_weights_slot = Some(slot);
+        self.files.save(&self.state).await?;
+        let netuid = self.setup.netuid;
+        let params = retry("subnet params", Backoff::default(), || chain.subnet_params(netuid)).await?;
+        let weights: Vec<(u16, f64)> = report.weights.iter().map(|(u, w)| (*u, *w)).collect();
+        let (uids, values) = match ferrum_chain::weights::to_u16(&weights, params.max_weight_limit) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(window = w, error = %e, "no weights to set");
+                return Ok(());
+            }
+        };
+        let version = self.setup.config.weights.version_key;
+        let key = &self.setup.keypair;
+        let result = if params.commit_reveal {
+            let salt: Vec<u16> = key.sign(&[b"ferrum weights salt".as_slice(), &w.to_le_bytes()].concat())[..16]
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            let hash = ferrum_chain::commit_reveal::commit_hash(&self.hotkey, netuid, &uids, &values, &salt, version);
+            let head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
+            let r = chain.commit_weights(key, netuid, hash).await;
+            if r.is_ok() {
+                self.state.pending_reveal =
+                    Some(PendingReveal { uids, values, salt, epoch: params.epoch(netuid, head) });
+            }
+            r
+        } else {
+            chain.set_weights(key, netuid, &uids, &values, version).await
+        };
+        match result {
+            Ok(()) => {
+                info!(window = w, weights = ?report.weights, commit_reveal = params.commit_reveal, "weights submitted");
+                self.state.last_weights = weights;
+                self.files.save(&self.state).await?;
+                for (u, share) in &report.weights {
+                    self.setup.metrics.set(
+                        format!("ferrum_miner_weight{{uid=\"{u}\"}}",),
+                        "Share of the last weights per uid.",
+                        *share,
+                    );
+                }
+                if let Some(tx) = &self.setup.events {
+                    let _ =
+                        tx.send(NodeEvent::WeightsSet { uid: self.uid, window: w, weights: report.weights.clone() });
+                }
+            }
+            Err(e) => warn!(window = w, error = %e, "setting weights failed; the next slot tries again"),
+        }
+        Ok(())
+    }
+
+    /// Reveals committed weights once their reveal epoch has come.
+    async fn reveal_if_due(&mut self, chain: &impl Chain, block: u64) {
+        let Some(p) = self.state.pending_reveal.clone() else { return };
+        let netuid = self.setup.netuid;
+        let Ok(params) = chain.subnet_params(netuid).await else { return };
+        if params.epoch(netuid, block) < p.epoch + params.reveal_period_epochs {
+            return;
+        }
+        let version = self.setup.config.weights.version_key;
+        match chain.reveal_weights(&self.setup.keypair, netuid, &p.uids, &p.values, &p.salt, version).await {
+            Ok(()) => info!("weights revealed"),
+            Err(e) => warn!(error = %e, "revealing weights failed; dropping that commit"),
+        }
+        self.state.pending_reveal = None;
+        if let Err(e) = self.files.save(&self.state).await {
+            warn!(error = %e, "cannot save validator state");
+        }
+    }
+}
