@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use ferrum_common::Hotkey;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use sp_core::Pair as _;
 use subxt::dynamic::{self, At as _, Value};
 use subxt::ext::scale_value::{Composite, ValueDef};
@@ -30,6 +30,8 @@ type Api = OnlineClient<PolkadotConfig>;
 type AtBlock = subxt::client::ClientAtBlock<PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>;
 
 const MODULE: &str = "SubtensorModule";
+/// Storage reads in flight at once while reading a metagraph.
+const METAGRAPH_CONCURRENCY: usize = 32;
 
 /// subxt's two-method signer over an sp-core sr25519 pair.
 struct Signer(sp_core::sr25519::Pair);
@@ -309,12 +311,21 @@ impl Chain for SubtensorChain {
             let incentive: Vec<u16> = fetch(&at, MODULE, "Incentive", (netuid,)).await?;
             let active: Vec<bool> = fetch(&at, MODULE, "Active", (netuid,)).await?;
             let last_update: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (netuid,)).await?;
+            // Per-uid reads go out together (one round trip each, not one after another).
+            let at = &at;
+            // Collected first, so the future stays `Send` for nodes that run in spawned tasks.
+            let reads: Vec<_> = (0..n)
+                .map(|uid| async move {
+                    let hotkey: [u8; 32] = fetch(at, MODULE, "Keys", (netuid, uid)).await?;
+                    let coldkey: [u8; 32] = fetch(at, MODULE, "Owner", (hotkey,)).await?;
+                    let stake: u64 = fetch(at, MODULE, "TotalHotkeyAlpha", (hotkey, netuid)).await?;
+                    let registered_at: u64 = fetch(at, MODULE, "BlockAtRegistration", (netuid, uid)).await?;
+                    Ok::<_, ChainError>((uid, hotkey, coldkey, stake, registered_at))
+                })
+                .collect();
+            let rows: Vec<_> = futures::stream::iter(reads).buffered(METAGRAPH_CONCURRENCY).try_collect().await?;
             let mut neurons = Vec::with_capacity(usize::from(n));
-            for uid in 0..n {
-                let hotkey: [u8; 32] = fetch(&at, MODULE, "Keys", (netuid, uid)).await?;
-                let coldkey: [u8; 32] = fetch(&at, MODULE, "Owner", (hotkey,)).await?;
-                let stake: u64 = fetch(&at, MODULE, "TotalHotkeyAlpha", (hotkey, netuid)).await?;
-                let registered_at: u64 = fetch(&at, MODULE, "BlockAtRegistration", (netuid, uid)).await?;
+            for (uid, hotkey, coldkey, stake, registered_at) in rows {
                 let i = usize::from(uid);
                 neurons.push(Neuron {
                     uid,

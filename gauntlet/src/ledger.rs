@@ -60,6 +60,9 @@ pub struct MinerRecord {
     pub hotkey: String,
     pub rating: Rating,
     pub binary_ema: f64,
+    /// EMA of the gradient score, at the binary EMA's rate.
+    #[serde(default)]
+    pub gradient_ema: f64,
     pub final_score: f64,
     pub sync: f64,
     /// Loss evaluations so far.
@@ -131,6 +134,7 @@ fn fresh(hotkey: &str, model: &PlackettLuce) -> MinerRecord {
         hotkey: hotkey.to_string(),
         rating: model.rating(),
         binary_ema: 0.0,
+        gradient_ema: 0.0,
         final_score: 0.0,
         sync: 0.0,
         evaluations: 0,
@@ -222,8 +226,21 @@ impl Ledger {
                         binary_indicator = Some(b);
                         r.evaluations += 1;
                         r.binary_ema = (1.0 - g.binary_ema_alpha) * r.binary_ema + g.binary_ema_alpha * b;
+                        r.gradient_ema = (1.0 - g.binary_ema_alpha) * r.gradient_ema + g.binary_ema_alpha * s;
                         r.negative_streak = if s < 0.0 { r.negative_streak + 1 } else { 0 };
                         r.final_score = r.rating.ordinal() * r.binary_ema.max(0.0) * r.sync;
+                        // A rating only ranks miners against each other; an update that does not
+                        // lower the loss on random data earns nothing however it ranks.
+                        if r.gradient_ema <= 0.0 && r.final_score > 0.0 {
+                            r.final_score = 0.0;
+                            penalties.push(Penalty {
+                                multiplier: 0.0,
+                                reason: format!(
+                                    "its updates do not lower the loss (gradient score EMA {:.2e})",
+                                    r.gradient_ema
+                                ),
+                            });
+                        }
                     }
                     if r.sync < 1.0 {
                         let lag_text =

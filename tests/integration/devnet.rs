@@ -204,3 +204,57 @@ async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
     assert!(err.contains("s3://bucket/miner") && err.contains("127.0.0.1:1"), "{err}");
     d.stop().await;
 }
+
+/// A validator scores honest miners above cheats, records why each cheat earns nothing, and
+/// picks up where it stopped after being killed: same ledger, no weights slot submitted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = DevnetOptions {
+        validators: 1,
+        adversaries: ["noise", "copier", "zeros", "forged", "late"].map(String::from).to_vec(),
+        inner_steps: Some(4),
+        ..options(dir.path(), 2)
+    };
+    let mut d = Devnet::start(&opts).await.expect("devnet");
+    let validator = *d.miner_uids().last().expect("uids");
+    assert_eq!(d.role(validator), Some(&ferrum::devnet::Role::Validator));
+    let first = d.current_window().await.expect("window") + 1;
+    for w in first..first + 4 {
+        assert!(d.run_window(w).await.expect("window").in_sync);
+    }
+    d.run_until_scored(first + 3, 12).await.expect("scored");
+    let before = d.last_report(validator).expect("report").clone();
+
+    d.kill_miner(validator);
+    let state = dir.path().join(format!("nodes/validator-{validator}/state"));
+    let config = d.config.clone();
+    let saved = ferrum_validator::ValidatorFiles::open(&state, &config).expect("files").load().await.expect("state");
+    assert_eq!(saved.ledger.records.len(), before.uids.len(), "every scored miner is on disk");
+    let slot_before = saved.last_weights_slot;
+    d.start_miner(validator).expect("restart");
+
+    for w in first + 4..first + 9 {
+        assert!(d.run_window(w).await.expect("window").in_sync, "the restarted validator stays in sync");
+    }
+    d.run_until_scored(first + 8, 12).await.expect("scored");
+    let after = ferrum_validator::ValidatorFiles::open(&state, &config).expect("files").load().await.expect("state");
+    assert!(after.last_weights_slot > slot_before, "weights go on after the restart");
+    let report = d.last_report(validator).expect("report");
+    assert!(report.window >= first + 8);
+
+    let summary = d.miner_summaries();
+    for m in &summary {
+        if m.role != "honest" {
+            assert!(m.weight <= 0.01, "{m:?}");
+            assert!(!m.reason.is_empty(), "{m:?}");
+        }
+    }
+    let honest: f64 = summary.iter().filter(|m| m.role == "honest").map(|m| m.weight).sum();
+    let finals: BTreeMap<u16, f64> = report.uids.iter().map(|u| (u.uid, u.final_score)).collect();
+    let best_cheat = summary.iter().filter(|m| m.role != "honest").map(|m| finals[&m.uid]).fold(f64::MIN, f64::max);
+    let best_honest = summary.iter().filter(|m| m.role == "honest").map(|m| finals[&m.uid]).fold(f64::MIN, f64::max);
+    assert!(best_honest > best_cheat, "honest {best_honest} vs cheats {best_cheat}: {summary:?}");
+    assert!(honest == 0.0 || honest >= 0.95, "honest share {honest}: {summary:?}");
+    d.stop().await;
+}
