@@ -388,6 +388,26 @@ impl Devnet {
         self.idle.remove(&uid);
     }
 
+    /// Registers and starts one more honest miner (it joins with no state of its own).
+    pub async fn add_miner(&mut self) -> Result<u16> {
+        let owner = Keypair::from_secret("//Alice", "devnet owner")?;
+        let n = self.miners.len() + 1;
+        let keypair = Keypair::from_secret(&format!("//ferrum-devnet-late-miner-{n}"), "devnet node")?;
+        let uid = self.chain.register(&owner, NETUID, &keypair.hotkey()).await?;
+        let dir = Path::new(&self.config.storage.url).join(format!("miner-{uid}"));
+        let slot = MinerSlot {
+            keypair,
+            role: Role::Miner(Behaviour::Honest),
+            dir,
+            task: None,
+            stop: None,
+            metrics: Metrics::default(),
+        };
+        self.miners.insert(uid, slot);
+        self.start_miner(uid)?;
+        Ok(uid)
+    }
+
     /// Registers another neuron (not run by the devnet) with a committed local bucket, for
     /// tests that play a peer by hand. Returns its uid, key and bucket.
     pub async fn register_peer(&mut self, secret: &str) -> Result<(u16, Keypair, Store)> {

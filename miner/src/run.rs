@@ -120,17 +120,30 @@ impl Miner {
                 info!(base_window = s.base_window, fingerprint = %short(&s.model), "resuming from saved state");
                 s
             }
-            None => {
-                info!("no saved state: starting from the genesis model at window 0");
-                NodeState {
-                    base_window: 0,
-                    global_step: 0,
-                    uploaded: false,
-                    model: MasterModel::genesis(&setup.config),
-                    feedback: None,
-                    optimizer: None,
+            None => match sync.newest_checkpoint(chain).await {
+                Some((model, manifest)) => {
+                    info!(window = manifest.window, "no saved state: starting from the newest validator checkpoint");
+                    NodeState {
+                        base_window: manifest.window + 1,
+                        global_step: manifest.global_step,
+                        uploaded: false,
+                        model,
+                        feedback: None,
+                        optimizer: None,
+                    }
                 }
-            }
+                None => {
+                    info!("no saved state and no checkpoint: starting from the genesis model at window 0");
+                    NodeState {
+                        base_window: 0,
+                        global_step: 0,
+                        uploaded: false,
+                        model: MasterModel::genesis(&setup.config),
+                        feedback: None,
+                        optimizer: None,
+                    }
+                }
+            },
         };
         let trainer = TrainerThread::spawn(setup.config.clone(), setup.backend.clone(), setup.threads)
             .map_err(MinerError::Thread)?;

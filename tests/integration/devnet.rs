@@ -256,5 +256,13 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
     let best_honest = summary.iter().filter(|m| m.role == "honest").map(|m| finals[&m.uid]).fold(f64::MIN, f64::max);
     assert!(best_honest > best_cheat, "honest {best_honest} vs cheats {best_cheat}: {summary:?}");
     assert!(honest == 0.0 || honest >= 0.95, "honest share {honest}: {summary:?}");
+
+    // A miner that joins now starts from the validator's newest checkpoint, not genesis.
+    let newcomer = d.add_miner().await.expect("new miner");
+    let w = d.current_window().await.expect("window") + 1;
+    let s = d.run_window(w).await.expect("window with the newcomer");
+    assert!(s.in_sync && s.fingerprints.contains_key(&newcomer), "{s:?}");
+    let replayed = (first..w).filter(|x| d.reports(*x).contains_key(&newcomer)).count();
+    assert!(replayed < (w - first) as usize, "it skipped the windows the checkpoint covers");
     d.stop().await;
 }

@@ -118,14 +118,13 @@ impl Validator {
         let state_dir = StateDir::open(&setup.state_dir.join("model"), &setup.config, setup.netuid)?;
         let node = match state_dir.load(&setup.config).await? {
             Some(s) => s,
-            None => NodeState {
-                base_window: 0,
-                global_step: 0,
-                uploaded: false,
-                model: MasterModel::genesis(&setup.config),
-                feedback: None,
-                optimizer: None,
-            },
+            None => {
+                let (base_window, global_step, model) = match sync.newest_checkpoint(chain).await {
+                    Some((model, m)) => (m.window + 1, m.global_step, model),
+                    None => (0, 0, MasterModel::genesis(&setup.config)),
+                };
+                NodeState { base_window, global_step, uploaded: false, model, feedback: None, optimizer: None }
+            }
         };
         let files = ValidatorFiles::open(&setup.state_dir, &setup.config)?;
         let state = files.load().await?;

@@ -287,3 +287,33 @@ impl Sync {
         }
     }
 }
+
+impl Sync {
+    /// The newest checkpoint any validator has published (verified in full), to start a node
+    /// that has no state of its own from; `None` when there is none, or none loads.
+    pub async fn newest_checkpoint(
+        &self,
+        chain: &impl Chain,
+    ) -> Option<(MasterModel, ferrum_common::checkpoint::CheckpointManifest)> {
+        let head = chain.best_block().await.ok()?.number;
+        // The last window whose boundary block exists.
+        let window = self.schedule.window_of(head).checked_sub(1)?;
+        let (peers, _) = self.peers(chain, window).await.ok()?;
+        let mut found: Vec<(u64, Store)> = Vec::new();
+        for p in peers.iter().filter(|p| p.validator) {
+            let Some(url) = &p.bucket else { continue };
+            let Ok(store) = self.store(url) else { continue };
+            if let Ok(Some(w)) = ferrum_common::checkpoint::latest(&store, &self.namespace).await {
+                found.push((w, store));
+            }
+        }
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (w, store) in found {
+            match ferrum_common::checkpoint::load(&store, &self.namespace, &self.config, w).await {
+                Ok(loaded) => return Some(loaded),
+                Err(e) => tracing::warn!(window = w, store = store.location(), error = %e, "checkpoint refused"),
+            }
+        }
+        None
+    }
+}
