@@ -183,6 +183,11 @@ impl Devnet {
         if let Some(steps) = opts.inner_steps {
             config.training.inner_steps = steps;
         }
+        // Small models learn their own samples only a little more than any others: the
+        // validator looks at all of a miner's samples, and as many random ones, to see it.
+        let all = u32::try_from(config.samples_per_window()).unwrap_or(u32::MAX);
+        config.gauntlet.own_eval_samples = all;
+        config.gauntlet.random_eval_samples = all;
         std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
         let dir = std::fs::canonicalize(&opts.dir)?;
         let nodes = dir.join("nodes");

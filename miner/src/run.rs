@@ -270,6 +270,13 @@ impl Miner {
         };
         self.state.feedback = (!feedback.is_empty()).then_some(feedback);
         match result {
+            Ok(o) if o.steps == 0 => {
+                // Nothing trained: an empty update helps nobody and would look like everyone
+                // else's empty update. Sit the window out.
+                warn!(window, "no inner step finished before the put window; not uploading");
+                self.state.optimizer = Some(o.optimizer);
+                Ok(Done::UploadFailed { window })
+            }
             Ok(o) => {
                 let m = &self.setup.metrics;
                 m.set(

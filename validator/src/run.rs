@@ -321,7 +321,8 @@ impl Validator {
         let mut copies: BTreeMap<u16, CopyOf> = BTreeMap::new();
         for (i, (a, ta, pa)) in received.iter().enumerate() {
             for (b, tb, pb) in received.iter().skip(i + 1) {
-                let identical = pa.tensors == pb.tensors;
+                // An empty update is the free rider's, not a copy (two of them are alike anyway).
+                let identical = pa.tensors == pb.tensors && !is_empty_update(&pa.tensors);
                 let overlap = if identical { 1.0 } else { rules::overlap(&pa.tensors, &pb.tensors, &ks) };
                 if identical || overlap >= g.copy.overlap_threshold {
                     let (later, earlier) = if (tb, b.uid) > (ta, a.uid) { (b.uid, a.uid) } else { (a.uid, b.uid) };
@@ -471,4 +472,9 @@ impl Validator {
             warn!(error = %e, "cannot save validator state");
         }
     }
+}
+
+/// Whether every transmitted value of an update is zero.
+fn is_empty_update(tensors: &[ferrum_common::codec::EncodedTensor]) -> bool {
+    tensors.iter().all(|t| (0..t.indices.len()).all(|j| t.value(j) == 0.0))
 }
