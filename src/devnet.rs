@@ -18,15 +18,11 @@ use ferrum_common::{Dataset, Preset, Store, SubnetConfig, WindowSchedule};
 use ferrum_gauntlet::WindowReport;
 use ferrum_miner::MinerSetup;
 use ferrum_miner::adversary::{Behaviour, Victim};
-use ferrum_node::{Applied, Metrics, NodeEvent};
+use ferrum_node::{Applied, Metrics, NodeEvent, NodeSetup};
 use ferrum_validator::ValidatorSetup;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-use crate::prepare::{PrepareJob, prepare};
-use crate::synth::write_corpus;
-use crate::tokenizer::Tokenizer;
 
 /// The devnet's subnet id.
 pub const NETUID: u16 = 1;
@@ -336,39 +332,26 @@ impl Devnet {
         )?;
         let (stop, shutdown) = watch::channel(false);
         let chain = self.chain.clone();
+        let node = NodeSetup {
+            config: self.config.clone(),
+            netuid: NETUID,
+            keypair: slot.keypair.clone(),
+            store,
+            bucket_url: bucket.display().to_string(),
+            dataset: self.dataset.clone(),
+            state_dir: slot.dir.join("state"),
+            backend: "flex".into(),
+            threads: self.threads,
+            metrics: slot.metrics.clone(),
+            events: Some(self.events_tx.clone()),
+        };
         let task = match &slot.role {
             Role::Miner(behaviour) => {
-                let setup = MinerSetup {
-                    config: self.config.clone(),
-                    netuid: NETUID,
-                    keypair: slot.keypair.clone(),
-                    store,
-                    bucket_url: bucket.display().to_string(),
-                    dataset: self.dataset.clone(),
-                    state_dir: slot.dir.join("state"),
-                    backend: "flex".into(),
-                    threads: self.threads,
-                    metrics: slot.metrics.clone(),
-                    behaviour: behaviour.clone(),
-                    events: Some(self.events_tx.clone()),
-                };
+                let setup = MinerSetup { node, behaviour: behaviour.clone() };
                 tokio::spawn(async move { ferrum_miner::run(setup, chain, shutdown).await.map_err(|e| e.to_string()) })
             }
             Role::Validator => {
-                let setup = ValidatorSetup {
-                    config: self.config.clone(),
-                    netuid: NETUID,
-                    keypair: slot.keypair.clone(),
-                    store,
-                    bucket_url: bucket.display().to_string(),
-                    dataset: self.dataset.clone(),
-                    state_dir: slot.dir.join("state"),
-                    backend: "flex".into(),
-                    threads: self.threads,
-                    checkpoint_every: 5,
-                    metrics: slot.metrics.clone(),
-                    events: Some(self.events_tx.clone()),
-                };
+                let setup = ValidatorSetup { node, checkpoint_every: 5 };
                 tokio::spawn(
                     async move { ferrum_validator::run(setup, chain, shutdown).await.map_err(|e| e.to_string()) },
                 )
@@ -666,21 +649,5 @@ async fn make_dataset(dir: &Path, config: &SubnetConfig, bytes: u64, seed: u64) 
     {
         return Ok(ds);
     }
-    let text = dir.with_extension("jsonl");
-    write_corpus(&text, bytes, seed)?;
-    let store = Store::open(&dir.display().to_string(), &config.storage)?;
-    prepare(
-        PrepareJob {
-            inputs: vec![text],
-            tokenizer: Tokenizer::load(&config.data.tokenizer, None)?,
-            sequence_length: config.data.sequence_length,
-            samples_per_shard: 8192,
-            text_field: "text".into(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            progress: false,
-        },
-        &store,
-    )
-    .await?;
-    Ok(Dataset::open(store, None).await?)
+    crate::quickstart::prepare_synthetic(dir, config, bytes, seed).await
 }

@@ -130,10 +130,15 @@ fn snippet(text: &str) -> String {
 /// A dataset of synthetic text with at least `tokens` tokens (in the config's tokenizer and
 /// sequence length), prepared in `dir/dataset` (for benchmarks and tests).
 pub async fn synthetic_dataset(dir: &Path, config: &SubnetConfig, tokens: u64) -> Result<Dataset> {
-    let text = dir.join("synthetic.jsonl");
     // Byte tokens are one per byte; GPT-2 packs about four bytes per token: size for bytes.
-    write_corpus(&text, tokens.max(1 << 16), 7)?;
-    let store = Store::open(&dir.join("dataset").display().to_string(), &config.storage)?;
+    prepare_synthetic(&dir.join("dataset"), config, tokens.max(1 << 16), 7).await
+}
+
+/// Writes `bytes` of synthetic text from `seed` beside `out` and prepares it into `out`.
+pub async fn prepare_synthetic(out: &Path, config: &SubnetConfig, bytes: u64, seed: u64) -> Result<Dataset> {
+    let text = out.with_extension("jsonl");
+    write_corpus(&text, bytes, seed)?;
+    let store = Store::open(&out.display().to_string(), &config.storage)?;
     prepare(
         PrepareJob {
             inputs: vec![text],

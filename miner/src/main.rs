@@ -5,14 +5,13 @@
 use ferrum_common::outln;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ferrum_common::assignment::{SampleRequest, assign_samples};
 use ferrum_common::cli::{NodeArgs, exit_code, init_tracing};
 use ferrum_common::node::NodeContext;
 use ferrum_common::{Hotkey, SubnetConfig, WindowSchedule};
 use ferrum_miner::MinerSetup;
-use ferrum_node::Metrics;
 use ferrum_node::cli::RunArgs;
 use tracing::info;
 
@@ -64,38 +63,9 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn mine(cli: Cli, config: SubnetConfig) -> Result<()> {
-    let keypair = cli.run.keypair(cli.node.hotkey.as_deref())?;
-    let hotkey = keypair.hotkey();
-    let netuid = cli.node.netuid;
-    let ctx = NodeContext::preflight(config, netuid, &hotkey).await?;
-    let bucket_url = ferrum_common::storage::Location::parse(&ctx.config.storage.url)?.absolute().to_url();
-    let chain = cli.run.connect().await.context("connecting to the chain")?;
-    let metrics = Metrics::default();
-    if let Some(port) = cli.run.metrics_port {
-        let bound = metrics.serve(port, cli.run.metrics_public).await.context("serving metrics")?;
-        info!(port = bound, "metrics at /metrics");
-    }
-    let setup = MinerSetup {
-        netuid,
-        keypair,
-        store: ctx.store,
-        bucket_url,
-        dataset: std::sync::Arc::new(ctx.dataset),
-        state_dir: cli.run.state_dir.clone(),
-        backend: cli.run.backend.clone(),
-        threads: cli.run.threads(),
-        metrics,
-        events: None,
-        behaviour: ferrum_miner::Behaviour::Honest,
-        config: ctx.config,
-    };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        ferrum_common::cli::shutdown_signal().await;
-        info!("stopping");
-        let _ = stop.send(true);
-    });
-    ferrum_miner::run(setup, chain, shutdown).await?;
+    let launch = cli.run.launch(&cli.node, config).await?;
+    let setup = MinerSetup { node: launch.setup, behaviour: ferrum_miner::Behaviour::Honest };
+    ferrum_miner::run(setup, launch.chain, launch.shutdown).await?;
     Ok(())
 }
 

@@ -2,65 +2,49 @@
 //! (`ferrum_common::driver`). Train on the assigned samples, upload the signed payload in the
 //! put window, gather and apply the window like every other node, and persist all of it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ferrum_chain::{BlockInfo, Chain, ChainError, Keypair};
+use ferrum_chain::{BlockInfo, Chain, ChainError};
 use ferrum_common::assignment::samples_digest;
 use ferrum_common::codec::{EncodedTensor, dct, encode, synthetic_delta};
 use ferrum_common::driver::{Action, Block, Done, Driver, Phase};
-use ferrum_common::gather::{self, CommitmentError};
 use ferrum_common::model::MasterModel;
 use ferrum_common::payload::{self, PayloadHeader};
-use ferrum_common::{Dataset, Hotkey, PutWindow, Store, SubnetConfig};
+use ferrum_common::{Hotkey, PutWindow, Store};
 use ferrum_node::retry::{Backoff, retry};
-use ferrum_node::{Metrics, NodeEvent, NodeState, StateDir, StateError, Sync};
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use tokio::sync::{mpsc, watch};
+use ferrum_node::{Follower, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync};
+use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
 use crate::adversary::{Behaviour, garbage};
 use crate::trainer::{TrainJob, TrainerThread};
 
-/// Everything a miner runs with, opened and checked by the caller.
+/// Everything a miner runs with: what every node has, and how it behaves.
 pub struct MinerSetup {
-    pub config: SubnetConfig,
-    pub netuid: u16,
-    pub keypair: Keypair,
-    /// This miner's bucket: payloads go here.
-    pub store: Store,
-    /// The URL of that bucket as other nodes must open it (committed on chain).
-    pub bucket_url: String,
-    pub dataset: Arc<Dataset>,
-    /// Where the model, error feedback and progress are kept between runs.
-    pub state_dir: PathBuf,
-    /// Training backend: `flex` (CPU), or `wgpu` / `cuda` in builds with them.
-    pub backend: String,
-    /// Threads for encoding, aggregation and the outer step.
-    pub threads: usize,
-    pub metrics: Metrics,
+    pub node: NodeSetup,
     /// Always `Honest` in production; the devnet's adversaries cheat (`adversary`).
     pub behaviour: Behaviour,
-    /// Progress reports for a harness (devnet, tests); `None` in production.
-    pub events: Option<mpsc::UnboundedSender<NodeEvent>>,
+}
+
+impl std::ops::Deref for MinerSetup {
+    type Target = NodeSetup;
+
+    fn deref(&self) -> &NodeSetup {
+        &self.node
+    }
 }
 
 /// Why a miner stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum MinerError {
-    #[error(
-        "hotkey {hotkey} is not registered on netuid {netuid}: register it first (btcli subnets register --netuid {netuid})"
-    )]
-    NotRegistered { hotkey: Hotkey, netuid: u16 },
+    #[error(transparent)]
+    Start(#[from] StartError),
     #[error("chain: {0}")]
     Chain(#[from] ChainError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(transparent)]
-    Commitment(#[from] CommitmentError),
     #[error("cannot start the training thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot replay window {window}: {source} (start from a checkpoint instead)")]
@@ -79,10 +63,7 @@ struct Pending {
 /// Runs the miner until `shutdown` turns true (or the chain's block stream ends).
 pub async fn run(setup: MinerSetup, chain: impl Chain, mut shutdown: watch::Receiver<bool>) -> Result<(), MinerError> {
     let hotkey = setup.keypair.hotkey();
-    let netuid = setup.netuid;
-    let uid = retry("uid lookup", Backoff::default(), || chain.uid_of(netuid, &hotkey))
-        .await?
-        .ok_or(MinerError::NotRegistered { hotkey, netuid })?;
+    let uid = ferrum_node::join(&chain, &setup, false).await?;
     let span = tracing::info_span!("miner", uid, hotkey = %hotkey);
     Miner::start(setup, uid, &chain).instrument(span.clone()).await?.run(&chain, &mut shutdown).instrument(span).await
 }
@@ -106,13 +87,6 @@ impl Miner {
     async fn start(setup: MinerSetup, uid: u16, chain: &impl Chain) -> Result<Miner, MinerError> {
         let hotkey = setup.keypair.hotkey();
         let netuid = setup.netuid;
-        let want = gather::commitment(&setup.bucket_url, false)?;
-        let have = retry("commitment read", Backoff::default(), || chain.commitment(netuid, &hotkey)).await?;
-        if have.map(|c| c.data) != Some(want.clone()) {
-            retry("commitment write", Backoff::default(), || chain.set_commitment(&setup.keypair, netuid, &want))
-                .await?;
-            info!(bucket = setup.bucket_url, "bucket commitment published");
-        }
         let sync = Sync::new(&setup.config, netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads);
         let state_dir = StateDir::open(&setup.state_dir, &setup.config, netuid)?;
         let state = match state_dir.load(&setup.config).await? {
@@ -157,42 +131,23 @@ impl Miner {
         if self.state.uploaded {
             driver.phase = Phase::Uploaded;
         }
-        let mut head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
-        let mut blocks = chain.blocks(driver.resume_from_block());
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.changed() => return Ok(()),
-                b = blocks.next() => b,
-            };
-            let block = match next {
-                Some(Ok(b)) => b,
-                Some(Err(e)) if e.is_transient() => {
-                    warn!(error = %e, "block stream failed; resubscribing");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    blocks = chain.blocks(driver.latest.map_or(driver.resume_from_block(), |l| l.number + 1));
-                    continue;
-                }
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            };
-            if block.number >= head {
-                head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
-            }
-            driver.observe(to_block(&block), head);
+        let mut follower = Follower::new(chain, driver.resume_from_block()).await?;
+        while let Some(block) = follower.next(chain, shutdown).await? {
+            driver.observe(to_block(&block), follower.head);
             self.setup.metrics.set(
                 "ferrum_windows_behind",
                 "Windows between the chain's head and this node's model.",
-                self.sync.schedule.window_of(head).saturating_sub(driver.base_window) as f64,
+                self.sync.schedule.window_of(follower.head).saturating_sub(driver.base_window) as f64,
             );
             loop {
                 match driver.next_action() {
                     Action::Wait => {
                         let latest = driver.latest.map_or(block.number, |l| l.number);
-                        self.emit(NodeEvent::Idle { uid: self.uid, block: latest });
+                        self.setup.emit(NodeEvent::Idle { uid: self.uid, block: latest });
                         break;
                     }
                     Action::Train { window, stop_at_block } => {
-                        let done = self.train(window, stop_at_block, &mut blocks, &mut driver, &mut head).await?;
+                        let done = self.train(window, stop_at_block, &mut follower, &mut driver).await?;
                         driver.done(done);
                     }
                     Action::Upload { window } => {
@@ -207,12 +162,7 @@ impl Miner {
                 }
             }
         }
-    }
-
-    fn emit(&self, event: NodeEvent) {
-        if let Some(tx) = &self.setup.events {
-            let _ = tx.send(event);
-        }
+        Ok(())
     }
 
     /// Trains `window` on the training thread while following the chain, stopping the run once
@@ -221,9 +171,8 @@ impl Miner {
         &mut self,
         window: u64,
         stop_at_block: u64,
-        blocks: &mut BoxStream<'static, Result<BlockInfo, ChainError>>,
+        follower: &mut Follower,
         driver: &mut Driver,
-        head: &mut u64,
     ) -> Result<Done, MinerError> {
         let samples = self.sync.assigned(window, self.uid, &self.hotkey);
         // A wrong-data adversary trains on another window's samples and claims its own.
@@ -253,17 +202,14 @@ impl Miner {
         let (feedback, result) = loop {
             tokio::select! {
                 r = &mut training => break r,
-                b = blocks.next() => match b {
-                    Some(Ok(b)) => {
-                        if b.number >= *head {
-                            *head = b.number;
-                        }
-                        driver.observe(to_block(&b), *head);
+                b = follower.next_quick() => match b {
+                    Some(b) => {
+                        driver.observe(to_block(&b), follower.head);
                         if b.number >= stop_at_block {
                             stop.store(true, Ordering::Relaxed);
                         }
                     }
-                    Some(Err(e)) => warn!(error = %e, "block stream failed while training"),
+                    // Without blocks the put window cannot be seen coming: stop in time.
                     None => stop.store(true, Ordering::Relaxed),
                 },
             }
@@ -354,7 +300,7 @@ impl Miner {
                 if let Err(e) = self.state_dir.save(&self.state).await {
                     warn!(window, error = %e, "cannot save state after the upload");
                 }
-                self.emit(NodeEvent::Uploaded { uid: self.uid, window, bytes: size });
+                self.setup.emit(NodeEvent::Uploaded { uid: self.uid, window, bytes: size });
                 Done::Uploaded { window }
             }
             Err(e) => {
@@ -458,7 +404,7 @@ impl Miner {
             fingerprint = &fp[..16],
             "window applied"
         );
-        self.emit(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
+        self.setup.emit(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use ferrum_common::model::MasterModel;
 use ferrum_common::payload::{self, PayloadHeader, PayloadLayout, Rejection};
 use ferrum_common::{Hotkey, Store};
 use ferrum_miner::MinerSetup;
-use ferrum_node::{Metrics, Skip};
+use ferrum_node::{Metrics, NodeSetup, Skip};
 
 fn options(dir: &std::path::Path, miners: usize) -> DevnetOptions {
     DevnetOptions { miners, dir: dir.to_path_buf(), put_window_secs: 1, eval_samples: 16, ..Default::default() }
@@ -169,7 +169,7 @@ async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
     let mut d = Devnet::start(&options(dir.path(), 1)).await.expect("devnet");
     let stranger = Keypair::from_secret("//ferrum-test-stranger", "test").expect("key");
     let store = Store::open(&dir.path().join("s").display().to_string(), &d.config.storage).expect("store");
-    let setup = MinerSetup {
+    let node = NodeSetup {
         config: d.config.clone(),
         netuid: NETUID,
         keypair: stranger.clone(),
@@ -182,9 +182,10 @@ async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
         backend: "flex".into(),
         threads: 1,
         metrics: Metrics::default(),
-        behaviour: ferrum_miner::Behaviour::Honest,
         events: None,
     };
+    let setup = MinerSetup { node, behaviour: ferrum_miner::Behaviour::Honest };
+
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let err = ferrum_miner::run(setup, d.chain.clone(), shutdown).await.expect_err("unregistered").to_string();
     assert!(

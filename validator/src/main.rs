@@ -5,13 +5,12 @@
 use ferrum_common::outln;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
 use ferrum_common::cli::{NodeArgs, exit_code, init_tracing};
 use ferrum_common::node::NodeContext;
 use ferrum_common::{Hotkey, SubnetConfig, WindowSchedule};
-use ferrum_node::Metrics;
 use ferrum_node::cli::RunArgs;
 use ferrum_validator::{ValidatorFiles, ValidatorSetup};
 use tracing::info;
@@ -88,38 +87,9 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn validate(cli: Cli, config: SubnetConfig) -> Result<()> {
-    let keypair = cli.run.keypair(cli.node.hotkey.as_deref())?;
-    let hotkey = keypair.hotkey();
-    let netuid = cli.node.netuid;
-    let ctx = NodeContext::preflight(config, netuid, &hotkey).await?;
-    let bucket_url = ferrum_common::storage::Location::parse(&ctx.config.storage.url)?.absolute().to_url();
-    let chain = cli.run.connect().await.context("connecting to the chain")?;
-    let metrics = Metrics::default();
-    if let Some(port) = cli.run.metrics_port {
-        let bound = metrics.serve(port, cli.run.metrics_public).await.context("serving metrics")?;
-        info!(port = bound, "metrics at /metrics");
-    }
-    let setup = ValidatorSetup {
-        netuid,
-        keypair,
-        store: ctx.store,
-        bucket_url,
-        dataset: std::sync::Arc::new(ctx.dataset),
-        state_dir: cli.run.state_dir.clone(),
-        backend: cli.run.backend.clone(),
-        threads: cli.run.threads(),
-        checkpoint_every: cli.checkpoint_every,
-        metrics,
-        events: None,
-        config: ctx.config,
-    };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        ferrum_common::cli::shutdown_signal().await;
-        info!("stopping");
-        let _ = stop.send(true);
-    });
-    ferrum_validator::run(setup, chain, shutdown).await?;
+    let launch = cli.run.launch(&cli.node, config).await?;
+    let setup = ValidatorSetup { node: launch.setup, checkpoint_every: cli.checkpoint_every };
+    ferrum_validator::run(setup, launch.chain, launch.shutdown).await?;
     Ok(())
 }
 

@@ -3,22 +3,22 @@
 //! every miner with the Gauntlet once the window's random data is known, and set weights.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferrum_chain::{Chain, ChainError, Keypair};
+use ferrum_chain::{Chain, ChainError};
 use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
 use ferrum_common::checkpoint;
 use ferrum_common::driver::{Action, Block, Done, Driver};
-use ferrum_common::gather::{self, CommitmentError};
+use ferrum_common::gather;
 use ferrum_common::model::MasterModel;
-use ferrum_common::{Dataset, Hotkey, PutWindow, Store, SubnetConfig};
+use ferrum_common::{Hotkey, PutWindow};
 use ferrum_gauntlet::rules::{self, Losses};
 use ferrum_gauntlet::{CopyOf, Outcome, WindowInput, WindowReport};
 use ferrum_node::retry::{Backoff, retry};
-use ferrum_node::{Applied, Metrics, NodeEvent, NodeState, StateDir, StateError, Sync, WindowPlan};
-use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use ferrum_node::{
+    Applied, Follower, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync, WindowPlan,
+};
+use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
 use crate::eval::{Candidate, EvalJob, EvalThread};
@@ -28,40 +28,32 @@ use crate::state::{PendingReveal, ValidatorFiles, ValidatorState, ValidatorState
 /// Base fingerprints remembered for sync lag.
 const RECENT_BASES: usize = 8;
 
-/// Everything a validator runs with, opened and checked by the caller.
+/// Everything a validator runs with: what every node has, and its checkpoint cadence.
 pub struct ValidatorSetup {
-    pub config: SubnetConfig,
-    pub netuid: u16,
-    pub keypair: Keypair,
-    /// This validator's bucket: gather records and checkpoints go here.
-    pub store: Store,
-    /// The URL of that bucket as other nodes open it (committed on chain).
-    pub bucket_url: String,
-    pub dataset: Arc<Dataset>,
-    pub state_dir: PathBuf,
-    pub backend: String,
-    pub threads: usize,
+    pub node: NodeSetup,
     /// A checkpoint every this many windows (0: none).
     pub checkpoint_every: u64,
-    pub metrics: Metrics,
-    pub events: Option<mpsc::UnboundedSender<NodeEvent>>,
+}
+
+impl std::ops::Deref for ValidatorSetup {
+    type Target = NodeSetup;
+
+    fn deref(&self) -> &NodeSetup {
+        &self.node
+    }
 }
 
 /// Why a validator stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidatorError {
-    #[error(
-        "hotkey {hotkey} is not registered on netuid {netuid}: register it first (btcli subnets register --netuid {netuid})"
-    )]
-    NotRegistered { hotkey: Hotkey, netuid: u16 },
+    #[error(transparent)]
+    Start(#[from] StartError),
     #[error("chain: {0}")]
     Chain(#[from] ChainError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
     Files(#[from] ValidatorStateError),
-    #[error(transparent)]
-    Commitment(#[from] CommitmentError),
     #[error("cannot start the evaluation thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot replay window {window}: {source} (start from a checkpoint instead)")]
@@ -81,10 +73,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ValidatorError> {
     let hotkey = setup.keypair.hotkey();
-    let netuid = setup.netuid;
-    let uid = retry("uid lookup", Backoff::default(), || chain.uid_of(netuid, &hotkey))
-        .await?
-        .ok_or(ValidatorError::NotRegistered { hotkey, netuid })?;
+    let uid = ferrum_node::join(&chain, &setup, true).await?;
     let span = tracing::info_span!("validator", uid, hotkey = %hotkey);
     let v = Validator::start(setup, uid, &chain).instrument(span.clone()).await?;
     v.run(&chain, &mut shutdown).instrument(span).await
@@ -106,13 +95,6 @@ struct Validator {
 impl Validator {
     async fn start(setup: ValidatorSetup, uid: u16, chain: &impl Chain) -> Result<Validator, ValidatorError> {
         let hotkey = setup.keypair.hotkey();
-        let want = gather::commitment(&setup.bucket_url, true)?;
-        let have = retry("commitment read", Backoff::default(), || chain.commitment(setup.netuid, &hotkey)).await?;
-        if have.map(|c| c.data) != Some(want.clone()) {
-            retry("commitment write", Backoff::default(), || chain.set_commitment(&setup.keypair, setup.netuid, &want))
-                .await?;
-            info!(bucket = setup.bucket_url, "bucket commitment published");
-        }
         let sync =
             Sync::new(&setup.config, setup.netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads);
         let state_dir = StateDir::open(&setup.state_dir.join("model"), &setup.config, setup.netuid)?;
@@ -136,28 +118,9 @@ impl Validator {
     async fn run(mut self, chain: &impl Chain, shutdown: &mut watch::Receiver<bool>) -> Result<(), ValidatorError> {
         let cfg = &self.setup.config;
         let mut driver = Driver::new(self.sync.schedule, cfg.windows.put_window_secs, self.node.base_window, false);
-        let mut head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
-        let mut blocks = chain.blocks(driver.resume_from_block());
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.changed() => return Ok(()),
-                b = blocks.next() => b,
-            };
-            let block = match next {
-                Some(Ok(b)) => b,
-                Some(Err(e)) if e.is_transient() => {
-                    warn!(error = %e, "block stream failed; resubscribing");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    blocks = chain.blocks(driver.latest.map_or(driver.resume_from_block(), |l| l.number + 1));
-                    continue;
-                }
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            };
-            if block.number >= head {
-                head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
-            }
-            driver.observe(Block { number: block.number, timestamp_ms: block.timestamp_ms }, head);
+        let mut follower = Follower::new(chain, driver.resume_from_block()).await?;
+        while let Some(block) = follower.next(chain, shutdown).await? {
+            driver.observe(Block { number: block.number, timestamp_ms: block.timestamp_ms }, follower.head);
             // A follower driver only ever applies windows; anything else means wait.
             while let Action::Apply { window, put_opened_ms, put_closed_ms, .. } = driver.next_action() {
                 let put = PutWindow { opens_ms: put_opened_ms, closes_ms: put_closed_ms };
@@ -166,11 +129,9 @@ impl Validator {
             }
             self.score_ready(chain, block.number).await?;
             self.reveal_if_due(chain, block.number).await;
-            if let Some(tx) = &self.setup.events {
-                let _ =
-                    tx.send(NodeEvent::Idle { uid: self.uid, block: driver.latest.map_or(block.number, |l| l.number) });
-            }
+            self.setup.emit(NodeEvent::Idle { uid: self.uid, block: driver.latest.map_or(block.number, |l| l.number) });
         }
+        Ok(())
     }
 
     /// Applies `window` as every node does, then publishes what it did.
@@ -192,9 +153,7 @@ impl Validator {
         self.publish(window, &base_fp, &applied).await;
         info!(window, accepted = ?applied.accepted, fingerprint = &applied.fingerprint.to_string()[..16], "window applied");
         self.setup.metrics.set("ferrum_window", "The last window whose outer step this node applied.", window as f64);
-        if let Some(tx) = &self.setup.events {
-            let _ = tx.send(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.node.model.clone()) });
-        }
+        self.setup.emit(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.node.model.clone()) });
         self.pending.push(Pending { plan, base });
         Ok(())
     }
@@ -261,9 +220,7 @@ impl Validator {
                 info!(window = report.window, miner = u.uid, score = u.final_score, gradient = ?u.gradient_score, sync = u.sync, penalties = ?reasons, "scored");
             }
             let report = Arc::new(report);
-            if let Some(tx) = &self.setup.events {
-                let _ = tx.send(NodeEvent::Scored { uid: self.uid, report: report.clone() });
-            }
+            self.setup.emit(NodeEvent::Scored { uid: self.uid, report: report.clone() });
             self.set_weights_if_due(chain, &report).await?;
         }
         Ok(())

@@ -58,6 +58,28 @@ pub enum KeyError {
     PublicOnly(String),
 }
 
+/// Why a node cannot start from its flags.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Preflight(#[from] ferrum_common::node::NodeError),
+    #[error("storage.url: {0}")]
+    Location(#[from] ferrum_common::location::LocationError),
+    #[error("connecting to the chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error("serving metrics: {0}")]
+    Metrics(std::io::Error),
+}
+
+/// A node ready to run: its setup, the chain, and a shutdown signal tied to Ctrl-C / SIGTERM.
+pub struct Launch {
+    pub setup: crate::startup::NodeSetup,
+    pub chain: SubtensorChain,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
 /// The Bittensor SDK's endpoint for a network name.
 pub fn network_endpoint(network: &str) -> Option<&'static str> {
     match network {
@@ -108,6 +130,44 @@ impl RunArgs {
     pub async fn connect(&self) -> Result<SubtensorChain, ChainError> {
         let url = self.endpoint().map_err(ChainError::Connection)?;
         SubtensorChain::connect(&url, Duration::from_secs(60), 8).await
+    }
+
+    /// Everything a node binary does before its loop: the signing key, the preflight (config,
+    /// dataset, bucket), the chain connection, the metrics endpoint and the shutdown signal.
+    pub async fn launch(
+        &self,
+        node: &ferrum_common::cli::NodeArgs,
+        config: ferrum_common::SubnetConfig,
+    ) -> Result<Launch, LaunchError> {
+        let keypair = self.keypair(node.hotkey.as_deref())?;
+        let ctx = ferrum_common::node::NodeContext::preflight(config, node.netuid, &keypair.hotkey()).await?;
+        let bucket_url = ferrum_common::location::Location::parse(&ctx.config.storage.url)?.absolute().to_url();
+        let chain = self.connect().await?;
+        let metrics = crate::metrics::Metrics::default();
+        if let Some(port) = self.metrics_port {
+            let bound = metrics.serve(port, self.metrics_public).await.map_err(LaunchError::Metrics)?;
+            tracing::info!(port = bound, "metrics at /metrics");
+        }
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            ferrum_common::cli::shutdown_signal().await;
+            tracing::info!("stopping");
+            let _ = stop.send(true);
+        });
+        let setup = crate::startup::NodeSetup {
+            netuid: node.netuid,
+            keypair,
+            store: ctx.store,
+            bucket_url,
+            dataset: std::sync::Arc::new(ctx.dataset),
+            state_dir: self.state_dir.clone(),
+            backend: self.backend.clone(),
+            threads: self.threads(),
+            metrics,
+            events: None,
+            config: ctx.config,
+        };
+        Ok(Launch { setup, chain, shutdown })
     }
 
     /// Worker threads.

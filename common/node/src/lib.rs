@@ -7,10 +7,12 @@ pub mod cli;
 pub mod events;
 pub mod metrics;
 pub mod retry;
+pub mod startup;
 pub mod state;
 pub mod sync;
 
 pub use events::NodeEvent;
 pub use metrics::Metrics;
+pub use startup::{Follower, NodeSetup, StartError, join};
 pub use state::{NodeState, StateDir, StateError};
 pub use sync::{Applied, Skip, Sync, WindowPlan};
