@@ -443,5 +443,47 @@ mod subtensor {
         assert!(unregistered.contains("NotRegistered"), "{unregistered}");
     }
 
+    /// docs/performance.md: how long reading a 256-uid metagraph from the runtime takes. The
+    /// neurons are written straight into storage (chopsticks' `dev_setStorage`) rather than
+    /// registered one extrinsic at a time; the read goes through the runtime's storage as a
+    /// node's does. The figure is printed (run with `--nocapture`), not asserted.
+    #[tokio::test]
+    async fn a_metagraph_of_256_uids() {
+        let h = Subtensor::new().await;
+        let (n, netuid) = (256u16, h.netuid);
+        let keys: Vec<String> =
+            (0..n).map(|i| format!("0x{}", hex::encode(sp_crypto_hashing::blake2_256(&i.to_le_bytes())))).collect();
+        let storage = serde_json::json!({
+            "SubtensorModule": {
+                "SubnetworkN": [[[netuid], n]],
+                "Keys": keys.iter().enumerate().map(|(i, k)| serde_json::json!([[netuid, i], k])).collect::<Vec<_>>(),
+                "Owner": keys.iter().map(|k| serde_json::json!([[k], k])).collect::<Vec<_>>(),
+                "TotalHotkeyAlpha": keys.iter().enumerate().map(|(i, k)| serde_json::json!([[k, netuid], 1000 + i])).collect::<Vec<_>>(),
+                "BlockAtRegistration": (0..n).map(|i| serde_json::json!([[netuid, i], i])).collect::<Vec<_>>(),
+                "Incentive": [[[netuid], vec![7u16; usize::from(n)]]],
+                "Active": [[[netuid], vec![true; usize::from(n)]]],
+                "ValidatorPermit": [[[netuid], vec![false; usize::from(n)]]],
+                "LastUpdate": [[[netuid], vec![0u64; usize::from(n)]]],
+            }
+        });
+        let _: serde_json::Value = h.rpc.request("dev_setStorage", rpc_params![storage]).await.expect("dev_setStorage");
+        let mut ms = Vec::new();
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let m = h.chain.metagraph(netuid, None).await.expect("metagraph");
+            ms.push(started.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(m.neurons.len(), usize::from(n));
+            for (i, neuron) in m.neurons.iter().enumerate() {
+                assert_eq!(format!("0x{}", hex::encode(neuron.hotkey.0)), keys[i]);
+                assert_eq!((neuron.stake, neuron.incentive, neuron.registered_at), (1000 + i as u64, 7, i as u64));
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        eprintln!(
+            "metagraph of {n} uids on the subtensor runtime under chopsticks: median {:.0} ms of 5 reads ({ms:.0?})",
+            ms[2]
+        );
+    }
+
     conformance_suite!(Subtensor::new().await);
 }
