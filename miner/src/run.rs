@@ -367,10 +367,22 @@ impl Miner {
 
     /// Gathers and applies `window`, then saves the new base.
     async fn apply(&mut self, chain: &impl Chain, window: u64, put: PutWindow, replay: bool) -> Result<(), MinerError> {
-        let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
+        let mut plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
             .await
             .map_err(|source| MinerError::Replay { window, source })?;
+        // Replaying, follow a validator's signed record of what was aggregated, when one exists.
+        let record = if replay { self.sync.gather_record(chain, window).await } else { None };
+        if let Some(r) = &record {
+            plan = plan.following(r);
+        }
         let applied = self.sync.apply(&mut self.state.model, &plan).await;
+        if let Some(r) = record.filter(|r| r.fingerprint != applied.fingerprint.to_string()) {
+            warn!(
+                window,
+                validator = r.validator,
+                "the replayed window does not reach the fingerprint of the validator's record"
+            );
+        }
         self.state.base_window = window + 1;
         self.state.uploaded = false;
         if !applied.accepted.is_empty() {

@@ -3,10 +3,9 @@
 //! gather records and checkpoints, and sets weights. `main.rs` only parses flags.
 
 pub mod eval;
-pub mod record;
 pub mod run;
 pub mod state;
 
-pub use record::GatherRecord;
+pub use ferrum_node::GatherRecord;
 pub use run::{ValidatorError, ValidatorSetup, run};
 pub use state::{ValidatorFiles, ValidatorState};

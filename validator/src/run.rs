@@ -22,8 +22,8 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
 use crate::eval::{Candidate, EvalJob, EvalThread};
-use crate::record::GatherRecord;
 use crate::state::{PendingReveal, ValidatorFiles, ValidatorState, ValidatorStateError};
+use ferrum_node::GatherRecord;
 
 /// Base fingerprints remembered for sync lag.
 const RECENT_BASES: usize = 8;

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod events;
 pub mod metrics;
+pub mod record;
 pub mod retry;
 pub mod startup;
 pub mod state;
@@ -13,6 +14,7 @@ pub mod sync;
 
 pub use events::NodeEvent;
 pub use metrics::Metrics;
+pub use record::GatherRecord;
 pub use startup::{Follower, NodeSetup, StartError, join};
 pub use state::{NodeState, StateDir, StateError};
 pub use sync::{Applied, Skip, Sync, WindowPlan};

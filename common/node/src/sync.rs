@@ -16,6 +16,7 @@ use ferrum_common::payload::{self, Expectation, FetchError, Payload, PayloadLayo
 use ferrum_common::{ConfigHash, DatasetId, Freshness, ObjectInfo, PutWindow, Store, SubnetConfig, WindowSchedule};
 use futures::StreamExt;
 
+use crate::record::GatherRecord;
 use crate::retry::{Backoff, retry};
 
 /// Peers' payloads fetched at once.
@@ -315,5 +316,85 @@ impl Sync {
             }
         }
         None
+    }
+}
+
+/// Largest gather record read.
+const RECORD_CAP: u64 = 1 << 20;
+
+impl Sync {
+    /// A validator's signed gather record of `window` that checks out (signature, netuid,
+    /// window, config, and the signer is the validator whose bucket holds it), from the first
+    /// validator in uid order that has one.
+    pub async fn gather_record(&self, chain: &impl Chain, window: u64) -> Option<GatherRecord> {
+        let (peers, _) = self.peers(chain, window).await.ok()?;
+        for p in peers.iter().filter(|p| p.validator) {
+            let Some(url) = &p.bucket else { continue };
+            let Ok(store) = self.store(url) else { continue };
+            let Ok(bytes) = store.get(&self.namespace.gather_record(window, &p.hotkey), Some(RECORD_CAP)).await else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<GatherRecord>(&bytes) else { continue };
+            let ours = record.netuid == self.netuid
+                && record.window == window
+                && record.config_hash == self.config_hash.to_string()
+                && record.validator == p.hotkey.to_ss58();
+            if ours && record.verify() {
+                return Some(record);
+            }
+            tracing::warn!(
+                window,
+                validator = p.uid,
+                "gather record refused: not signed by its validator or not for this window"
+            );
+        }
+        None
+    }
+}
+
+impl WindowPlan {
+    /// The plan narrowed to what a validator's record says was aggregated, in its order: a
+    /// node replaying a window it did not see live takes the record's set rather than judge
+    /// freshness long after the fact.
+    pub fn following(&self, record: &GatherRecord) -> WindowPlan {
+        let candidates =
+            record.accepted.iter().filter_map(|uid| self.candidates.iter().find(|p| p.uid == *uid).cloned()).collect();
+        WindowPlan { window: self.window, put: self.put, candidates }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrum_common::Hotkey;
+
+    #[test]
+    fn following_a_record_keeps_its_uids_in_its_order() {
+        let peer = |uid: u16| Peer {
+            uid,
+            hotkey: Hotkey([uid as u8; 32]),
+            incentive: 0,
+            bucket: Some(format!("/b/{uid}")),
+            validator: false,
+        };
+        let plan = WindowPlan {
+            window: 4,
+            put: PutWindow { opens_ms: 1, closes_ms: 2 },
+            candidates: vec![peer(5), peer(3), peer(8)],
+        };
+        let record = GatherRecord {
+            netuid: 1,
+            window: 4,
+            config_hash: String::new(),
+            validator: String::new(),
+            base_fingerprint: String::new(),
+            accepted: vec![8, 5, 9],
+            skipped: Vec::new(),
+            fingerprint: String::new(),
+            signature: String::new(),
+        };
+        let followed = plan.following(&record);
+        assert_eq!(followed.candidates.iter().map(|p| p.uid).collect::<Vec<_>>(), vec![8, 5], "9 is not a peer here");
+        assert_eq!((followed.window, followed.put), (plan.window, plan.put));
     }
 }
