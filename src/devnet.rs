@@ -47,6 +47,9 @@ pub struct DevnetOptions {
     pub eval_samples: usize,
     /// Threads per node for encoding and aggregation.
     pub threads: usize,
+    /// Weights by commit and reveal (the subnet's epochs are then 10 blocks, so reveals come
+    /// within a few windows).
+    pub commit_reveal: bool,
 }
 
 impl Default for DevnetOptions {
@@ -62,6 +65,7 @@ impl Default for DevnetOptions {
             inner_steps: None,
             eval_samples: 64,
             threads: 1,
+            commit_reveal: false,
         }
     }
 }
@@ -208,12 +212,12 @@ impl Devnet {
 
         let chain = LocalChain::new();
         let params = SubnetParams {
-            tempo: 99,
+            tempo: if opts.commit_reveal { 9 } else { 99 },
             weights_rate_limit: 1,
             weights_version_key: 0,
             min_allowed_weights: 1,
             max_weight_limit: u16::MAX,
-            commit_reveal: false,
+            commit_reveal: opts.commit_reveal,
             reveal_period_epochs: 1,
             max_uids: 256,
             max_validators: 64,

@@ -267,3 +267,25 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
     assert!(replayed < (w - first) as usize, "it skipped the windows the checkpoint covers");
     d.stop().await;
 }
+
+/// On a subnet with commit-reveal, the validator commits its weights and reveals them in the
+/// reveal epoch; the chain then holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_commits_then_reveals_its_weights() {
+    use ferrum_chain::Chain;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = DevnetOptions { validators: 1, commit_reveal: true, ..options(dir.path(), 2) };
+    let mut d = Devnet::start(&opts).await.expect("devnet");
+    let validator = *d.miner_uids().last().expect("uids");
+    assert!(d.chain.weights(NETUID, validator).await.expect("weights").is_empty());
+    let first = d.current_window().await.expect("window") + 1;
+    for w in first..first + 8 {
+        assert!(d.run_window(w).await.expect("window").in_sync);
+    }
+    let on_chain = d.chain.weights(NETUID, validator).await.expect("weights");
+    assert!(!on_chain.is_empty(), "revealed weights are on chain");
+    let state = dir.path().join(format!("nodes/validator-{validator}/state"));
+    let saved = ferrum_validator::ValidatorFiles::open(&state, &d.config).expect("files").load().await.expect("state");
+    assert!(saved.last_weights_slot.is_some());
+    d.stop().await;
+}

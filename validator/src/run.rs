@@ -382,8 +382,9 @@ impl Validator {
             let head = retry("best block", Backoff::default(), || chain.best_block()).await?.number;
             let r = chain.commit_weights(key, netuid, hash).await;
             if r.is_ok() {
-                self.state.pending_reveal =
-                    Some(PendingReveal { uids, values, salt, epoch: params.epoch(netuid, head) });
+                // The commit lands in the block after the head.
+                let epoch = params.epoch(netuid, head + 1);
+                self.state.pending_reveals.push(PendingReveal { uids, values, salt, epoch });
             }
             r
         } else {
@@ -411,20 +412,33 @@ impl Validator {
         Ok(())
     }
 
-    /// Reveals committed weights once their reveal epoch has come.
+    /// Reveals committed weights in their reveal epoch; a commit whose epoch has passed can no
+    /// longer be revealed and is dropped.
     async fn reveal_if_due(&mut self, chain: &impl Chain, block: u64) {
-        let Some(p) = self.state.pending_reveal.clone() else { return };
-        let netuid = self.setup.netuid;
-        let Ok(params) = chain.subnet_params(netuid).await else { return };
-        if params.epoch(netuid, block) < p.epoch + params.reveal_period_epochs {
+        if self.state.pending_reveals.is_empty() {
             return;
         }
+        let netuid = self.setup.netuid;
+        let Ok(params) = chain.subnet_params(netuid).await else { return };
+        let now = params.epoch(netuid, block);
         let version = self.setup.config.weights.version_key;
-        match chain.reveal_weights(&self.setup.keypair, netuid, &p.uids, &p.values, &p.salt, version).await {
-            Ok(()) => info!("weights revealed"),
-            Err(e) => warn!(error = %e, "revealing weights failed; dropping that commit"),
+        let mut keep = Vec::new();
+        for p in std::mem::take(&mut self.state.pending_reveals) {
+            let due = p.epoch + params.reveal_period_epochs;
+            if now < due {
+                keep.push(p);
+                continue;
+            }
+            if now > due {
+                warn!(commit_epoch = p.epoch, "a weights commit missed its reveal epoch; dropped");
+                continue;
+            }
+            match chain.reveal_weights(&self.setup.keypair, netuid, &p.uids, &p.values, &p.salt, version).await {
+                Ok(()) => info!(commit_epoch = p.epoch, "weights revealed"),
+                Err(e) => warn!(error = %e, "revealing weights failed; dropping that commit"),
+            }
         }
-        self.state.pending_reveal = None;
+        self.state.pending_reveals = keep;
         if let Err(e) = self.files.save(&self.state).await {
             warn!(error = %e, "cannot save validator state");
         }

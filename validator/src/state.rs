@@ -31,7 +31,9 @@ pub struct ValidatorState {
     pub recent: Vec<(u64, String)>,
     /// The last cadence slot whose weights were submitted (never submitted twice).
     pub last_weights_slot: Option<u64>,
-    pub pending_reveal: Option<PendingReveal>,
+    /// Commits waiting for their reveal epoch, oldest first.
+    #[serde(default)]
+    pub pending_reveals: Vec<PendingReveal>,
     /// The weights last submitted (uid → share).
     pub last_weights: Vec<(u16, f64)>,
 }
