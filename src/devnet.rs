@@ -280,7 +280,20 @@ impl Devnet {
         for uid in uids {
             devnet.start_miner(uid)?;
         }
+        devnet.settle().await?;
         Ok(devnet)
+    }
+
+    /// Waits until every node has joined (its commitment is a block of its own) and caught up,
+    /// so the next window starts with all of them ready to train.
+    pub async fn settle(&mut self) -> Result<()> {
+        loop {
+            let head = self.chain.best_block().await?.number;
+            self.wait_idle(head).await?;
+            if self.chain.best_block().await?.number == head {
+                return Ok(());
+            }
+        }
     }
 
     /// The uids of the nodes (miners and validators).
@@ -397,6 +410,7 @@ impl Devnet {
         };
         self.miners.insert(uid, slot);
         self.start_miner(uid)?;
+        self.settle().await?;
         Ok(uid)
     }
 
