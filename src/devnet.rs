@@ -415,19 +415,15 @@ impl Devnet {
     }
 
     /// Registers another neuron (not run by the devnet) with a committed local bucket, for
-    /// tests that play a peer by hand. Returns its uid, key and bucket.
-    pub async fn register_peer(&mut self, secret: &str) -> Result<(u16, Keypair, Store)> {
+    /// tests that play a peer by hand, writing its objects straight into the returned folder.
+    pub async fn register_peer(&mut self, secret: &str) -> Result<(u16, Keypair, PathBuf)> {
         let owner = Keypair::from_secret("//Alice", "devnet owner")?;
         let keypair = Keypair::from_secret(secret, "devnet peer")?;
         let uid = self.chain.register(&owner, NETUID, &keypair.hotkey()).await?;
         let dir = Path::new(&self.config.storage.url).join(format!("peer-{uid}"));
-        let store = Store::open_location(
-            &Location::Local { root: dir.clone() },
-            ferrum_common::StorageLimits::from(&self.config.storage),
-        )?;
         let commitment = ferrum_common::gather::commitment(&dir.display().to_string(), false)?;
         self.chain.set_commitment(&keypair, NETUID, &commitment).await?;
-        Ok((uid, keypair, store))
+        Ok((uid, keypair, dir))
     }
 
     /// What each miner reported for `window`: uid → (what applying it did, the model after).

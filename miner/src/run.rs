@@ -143,7 +143,7 @@ impl Miner {
                 match driver.next_action() {
                     Action::Wait => {
                         let latest = driver.latest.map_or(block.number, |l| l.number);
-                        self.setup.emit(NodeEvent::Idle { uid: self.uid, block: latest });
+                        self.setup.emit(|| NodeEvent::Idle { uid: self.uid, block: latest });
                         break;
                     }
                     Action::Train { window, stop_at_block } => {
@@ -300,7 +300,7 @@ impl Miner {
                 if let Err(e) = self.state_dir.save(&self.state).await {
                     warn!(window, error = %e, "cannot save state after the upload");
                 }
-                self.setup.emit(NodeEvent::Uploaded { uid: self.uid, window, bytes: size });
+                self.setup.emit(|| NodeEvent::Uploaded { uid: self.uid, window, bytes: size });
                 Done::Uploaded { window }
             }
             Err(e) => {
@@ -416,7 +416,7 @@ impl Miner {
             fingerprint = &fp[..16],
             "window applied"
         );
-        self.setup.emit(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
+        self.setup.emit(|| NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
         Ok(())
     }
 }

@@ -89,8 +89,8 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
     let names = ["late", "early", "forged", "other-window", "wrong-size", "stale", "wrong-samples"];
     let mut peers = BTreeMap::new();
     for name in names {
-        let (uid, key, store) = d.register_peer(&format!("//ferrum-test-{name}")).await.expect("register");
-        peers.insert(name, (uid, key, store));
+        let (uid, key, bucket) = d.register_peer(&format!("//ferrum-test-{name}")).await.expect("register");
+        peers.insert(name, (uid, key, bucket));
     }
     let w = d.current_window().await.expect("window") + 1;
     let s = d.run_window(w).await.expect("first window");
@@ -101,10 +101,9 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
     let ns = ferrum_common::keys::Namespace::new(NETUID, &d.config.hash());
     let put_ms = d.config.windows.put_window_secs * 1000;
     let eve = Keypair::from_secret("//Eve", "test").expect("eve");
-    let root_of = |uid: u16| std::path::Path::new(&d.config.storage.url).join(format!("peer-{uid}"));
     let jobs: Vec<(u16, std::path::PathBuf, String, Vec<u8>, i64)> = peers
         .iter()
-        .map(|(&name, (uid, key, _))| {
+        .map(|(&name, (uid, key, bucket))| {
             let good = || crafted(&d, key, *uid, target, &base, target);
             let (bytes, offset_ms): (Vec<u8>, i64) = match name {
                 "late" => (good(), put_ms as i64 + 5_000),
@@ -121,7 +120,7 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
                 "wrong-samples" => (crafted(&d, key, *uid, target, &base, target + 5), 300),
                 _ => unreachable!(),
             };
-            (*uid, root_of(*uid), ns.payload(target, *uid, &Hotkey(key.hotkey().0)), bytes, offset_ms)
+            (*uid, bucket.clone(), ns.payload(target, *uid, &Hotkey(key.hotkey().0)), bytes, offset_ms)
         })
         .collect();
     let s = d

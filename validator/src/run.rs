@@ -129,7 +129,8 @@ impl Validator {
             }
             self.score_ready(chain, block.number).await?;
             self.reveal_if_due(chain, block.number).await;
-            self.setup.emit(NodeEvent::Idle { uid: self.uid, block: driver.latest.map_or(block.number, |l| l.number) });
+            self.setup
+                .emit(|| NodeEvent::Idle { uid: self.uid, block: driver.latest.map_or(block.number, |l| l.number) });
         }
         Ok(())
     }
@@ -153,7 +154,7 @@ impl Validator {
         self.publish(window, &base_fp, &applied).await;
         info!(window, accepted = ?applied.accepted, fingerprint = &applied.fingerprint.to_string()[..16], "window applied");
         self.setup.metrics.set("ferrum_window", "The last window whose outer step this node applied.", window as f64);
-        self.setup.emit(NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.node.model.clone()) });
+        self.setup.emit(|| NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.node.model.clone()) });
         self.pending.push(Pending { plan, base });
         Ok(())
     }
@@ -220,7 +221,7 @@ impl Validator {
                 info!(window = report.window, miner = u.uid, score = u.final_score, gradient = ?u.gradient_score, sync = u.sync, penalties = ?reasons, "scored");
             }
             let report = Arc::new(report);
-            self.setup.emit(NodeEvent::Scored { uid: self.uid, report: report.clone() });
+            self.setup.emit(|| NodeEvent::Scored { uid: self.uid, report: report.clone() });
             self.set_weights_if_due(chain, &report).await?;
         }
         Ok(())
@@ -397,15 +398,12 @@ impl Validator {
                 self.files.save(&self.state).await?;
                 for (u, share) in &report.weights {
                     self.setup.metrics.set(
-                        format!("ferrum_miner_weight{{uid=\"{u}\"}}",),
+                        format!("ferrum_miner_weight{{uid=\"{u}\"}}"),
                         "Share of the last weights per uid.",
                         *share,
                     );
                 }
-                if let Some(tx) = &self.setup.events {
-                    let _ =
-                        tx.send(NodeEvent::WeightsSet { uid: self.uid, window: w, weights: report.weights.clone() });
-                }
+                self.setup.emit(|| NodeEvent::WeightsSet { uid: self.uid, window: w, weights: report.weights.clone() });
             }
             Err(e) => warn!(window = w, error = %e, "setting weights failed; the next slot tries again"),
         }

@@ -39,10 +39,11 @@ pub struct NodeSetup {
 }
 
 impl NodeSetup {
-    /// Sends a harness event, if anyone listens.
-    pub fn emit(&self, event: NodeEvent) {
+    /// Sends a harness event, if anyone listens; the event is only built then (some carry a
+    /// copy of the whole model, which a production node must not pay for).
+    pub fn emit(&self, event: impl FnOnce() -> NodeEvent) {
         if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+            let _ = tx.send(event());
         }
     }
 }
