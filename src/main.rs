@@ -52,7 +52,7 @@ enum Command {
         /// Windows to run.
         #[arg(long, env = "FERRUM_DEVNET_WINDOWS", default_value_t = 6)]
         windows: u64,
-        /// Config preset (a bytes-tokenizer one: test or small).
+        /// Config preset (a bytes-tokenizer one: test or small); a --config file replaces it.
         #[arg(long, env = "FERRUM_PRESET", default_value = "test")]
         preset: String,
         /// Where the data, stores, node state and config go (node state is wiped each run).
@@ -336,6 +336,7 @@ async fn run(cli: Cli) -> Result<()> {
                 adversaries,
                 windows,
                 preset,
+                config: cli.config.as_deref().map(SubnetConfig::load).transpose()?,
                 dir,
                 put_window_secs,
                 inner_steps: Some(inner_steps),

@@ -8,11 +8,26 @@ use crate::ledger::CopyOf;
 /// Mean losses measured by the validator for one miner in one window: on a sample of the
 /// miner's own assigned data and on the window's random data, before and after applying
 /// `eval_lr_factor ×` the miner's decoded update to the validator's model.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Losses {
     pub own_before: f64,
     pub own_after: f64,
     pub random_before: f64,
+    pub random_after: f64,
+    /// The same own data under other miners' updates: the control the binary indicator compares
+    /// against (empty when the window had no reference peers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
+}
+
+/// Another miner's update measured on this miner's own data.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reference {
+    /// Whose update.
+    pub uid: u16,
+    /// Loss on this miner's own data after that update.
+    pub own_after: f64,
+    /// Loss on the window's random data after that update.
     pub random_after: f64,
 }
 
@@ -26,15 +41,61 @@ impl Losses {
         relative(self.random_before, self.random_after)
     }
 
-    /// +1 when the update helps the miner's own data more than random data (it trained on what
-    /// it was assigned), else −1.
-    pub fn binary_indicator(&self) -> f64 {
-        if relative(self.own_before, self.own_after) > relative(self.random_before, self.random_after) {
-            1.0
-        } else {
-            -1.0
-        }
+    /// How much more the update helps the miner's own data than random data.
+    pub fn own_advantage(&self) -> f64 {
+        relative(self.own_before, self.own_after) - relative(self.random_before, self.random_after)
     }
+
+    /// The largest own advantage another miner's update has on this miner's own data; `None`
+    /// without references.
+    pub fn reference_advantage(&self) -> Option<f64> {
+        self.references
+            .iter()
+            .map(|r| relative(self.own_before, r.own_after) - relative(self.random_before, r.random_after))
+            .max_by(f64::total_cmp)
+    }
+
+    /// +1 when the update lowers the loss on the miner's own data and helps that data more than
+    /// every reference update does (it trained on what it was assigned), else −1. Without
+    /// references the control is random data alone.
+    ///
+    /// The comparison is paired: the same own samples under different updates. Some samples are
+    /// simply easier than the random ones, for every update alike; comparing against random data
+    /// alone lets that difference, not the miner's training, decide the sign. Beating every
+    /// reference, not their median, is the margin: an update trained elsewhere beats each one
+    /// by chance about half the time, so all of them only rarely.
+    pub fn binary_indicator(&self) -> f64 {
+        let own = relative(self.own_before, self.own_after);
+        let control = self.reference_advantage().unwrap_or(0.0);
+        if own > 0.0 && self.own_advantage() > control { 1.0 } else { -1.0 }
+    }
+}
+
+/// The reference peers of each evaluated miner: the next `count` eligible miners in evaluation
+/// order (cyclic), skipping itself and any pair where one copies the other (a copy would be its
+/// own control). `order` is the evaluation order; `eligible` the miners whose updates make a
+/// fair control (the validator takes in-sync updates that lower the loss on random data: a
+/// zero or noise update would hand a wrong-data miner an easy control to beat); `copies` pairs
+/// a later uploader with the upload it copies.
+pub fn references(
+    order: &[u16],
+    eligible: &std::collections::BTreeSet<u16>,
+    copies: &[(u16, u16)],
+    count: usize,
+) -> Vec<(u16, Vec<u16>)> {
+    let related = |a: u16, b: u16| copies.iter().any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a));
+    order
+        .iter()
+        .enumerate()
+        .map(|(i, &uid)| {
+            let refs = (1..order.len())
+                .map(|d| order[(i + d) % order.len()])
+                .filter(|&other| eligible.contains(&other) && !related(uid, other))
+                .take(count)
+                .collect();
+            (uid, refs)
+        })
+        .collect()
 }
 
 /// Windows a payload's base model is behind the validator's: the position of its base
@@ -120,19 +181,62 @@ mod tests {
     use ferrum_common::codec::{EncodedTensor, Values};
     use ferrum_common::config::Preset;
 
+    fn losses(own_before: f64, own_after: f64, random_before: f64, random_after: f64) -> Losses {
+        Losses { own_before, own_after, random_before, random_after, references: Vec::new() }
+    }
+
     #[test]
     fn scores_from_losses() {
-        let honest = Losses { own_before: 4.0, own_after: 3.0, random_before: 4.0, random_after: 3.5 };
+        let honest = losses(4.0, 3.0, 4.0, 3.5);
         assert_eq!(honest.gradient_score(), 0.125);
         assert_eq!(honest.binary_indicator(), 1.0);
-        let wrong_data = Losses { own_before: 4.0, own_after: 3.9, random_before: 4.0, random_after: 3.5 };
+        let wrong_data = losses(4.0, 3.9, 4.0, 3.5);
         assert_eq!(wrong_data.binary_indicator(), -1.0);
-        let zeros = Losses { own_before: 4.0, own_after: 4.0, random_before: 4.0, random_after: 4.0 };
+        let zeros = losses(4.0, 4.0, 4.0, 4.0);
         assert_eq!((zeros.gradient_score(), zeros.binary_indicator()), (0.0, -1.0));
-        let noise = Losses { own_before: 4.0, own_after: 9.0, random_before: 4.0, random_after: 9.5 };
+        let noise = losses(4.0, 9.0, 4.0, 9.5);
         assert!(noise.gradient_score() < 0.0);
-        let nan = Losses { own_before: 4.0, own_after: f64::NAN, random_before: 4.0, random_after: f64::NAN };
+        assert_eq!(noise.binary_indicator(), -1.0, "worse on its own data");
+        let nan = losses(4.0, f64::NAN, 4.0, f64::NAN);
         assert_eq!((nan.gradient_score(), nan.binary_indicator()), (0.0, -1.0));
+    }
+
+    #[test]
+    fn the_binary_indicator_compares_against_other_updates_on_the_same_data() {
+        let reference = |uid, own_after, random_after| Reference { uid, own_after, random_after };
+        // Own data that every update improves a little more than random data: the plain rule
+        // says +1, but other miners' updates do as well on it, so nothing shows it trained there.
+        let mut wrong_data = losses(4.0, 3.58, 4.0, 3.6);
+        assert_eq!(wrong_data.binary_indicator(), 1.0, "own versus random alone");
+        wrong_data.references = vec![reference(2, 3.57, 3.6), reference(3, 3.58, 3.6), reference(4, 3.55, 3.58)];
+        // Advantages: self 0.005; references 0.0075, 0.005, 0.00625 → best 0.0075.
+        assert!((wrong_data.reference_advantage().expect("references") - 0.0075).abs() < 1e-12);
+        assert_eq!(wrong_data.binary_indicator(), -1.0);
+        let mut honest = wrong_data.clone();
+        honest.own_after = 3.5;
+        assert_eq!(honest.binary_indicator(), 1.0);
+        // Beating one of three is not enough.
+        honest.own_after = 3.575;
+        assert_eq!(honest.binary_indicator(), -1.0);
+        // A reference whose loss went non-finite counts as no improvement.
+        honest.references = vec![reference(2, f64::NAN, f64::NAN)];
+        assert_eq!(honest.reference_advantage(), Some(0.0));
+    }
+
+    #[test]
+    fn references_follow_the_evaluation_order_and_skip_copies_and_the_ineligible() {
+        let all: std::collections::BTreeSet<u16> = [5, 2, 9, 4].into();
+        let refs = references(&[5, 2, 9, 4], &all, &[], 2);
+        assert_eq!(refs, vec![(5, vec![2, 9]), (2, vec![9, 4]), (9, vec![4, 5]), (4, vec![5, 2])]);
+        // 9 copies 2: neither is the other's control.
+        let refs = references(&[5, 2, 9, 4], &all, &[(9, 2)], 2);
+        assert_eq!(refs, vec![(5, vec![2, 9]), (2, vec![4, 5]), (9, vec![4, 5]), (4, vec![5, 2])]);
+        // 4 sent a zero update: no one's control, still measured against the others.
+        let some: std::collections::BTreeSet<u16> = [5, 2, 9].into();
+        let refs = references(&[5, 2, 9, 4], &some, &[], 2);
+        assert_eq!(refs, vec![(5, vec![2, 9]), (2, vec![9, 5]), (9, vec![5, 2]), (4, vec![5, 2])]);
+        assert_eq!(references(&[7], &[7].into(), &[], 3), vec![(7, vec![])], "alone: no control");
+        assert_eq!(references(&[1, 2], &[1, 2].into(), &[], 3), vec![(1, vec![2]), (2, vec![1])]);
     }
 
     #[test]

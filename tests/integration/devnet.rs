@@ -80,13 +80,15 @@ fn put_at(root: &std::path::Path, key: &str, bytes: Vec<u8>, mtime_ms: u64) {
     std::fs::File::options().write(true).open(&path).expect("open").set_modified(t).expect("set mtime");
 }
 
-/// Late, early, forged, for another window, of the wrong size, stale and trained on other
-/// samples: every node skips each of them, for the same reason, and stays in sync.
+/// Late, early, forged, for another window, of the wrong size, stale, trained on other
+/// samples, and the same update under two hotkeys: every node skips each of them (the later
+/// of the two equal updates), for the same reason, and stays in sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_are_skipped_by_every_node_alike() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut d = Devnet::start(&options(dir.path(), 2)).await.expect("devnet");
-    let names = ["late", "early", "forged", "other-window", "wrong-size", "stale", "wrong-samples"];
+    let names =
+        ["late", "early", "forged", "other-window", "wrong-size", "stale", "wrong-samples", "original", "duplicate"];
     let mut peers = BTreeMap::new();
     for name in names {
         let (uid, key, bucket) = d.register_peer(&format!("//ferrum-test-{name}")).await.expect("register");
@@ -118,6 +120,8 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
                 "wrong-size" => (vec![7u8; PayloadLayout::new(&d.config).size() + 1], 300),
                 "stale" => (crafted(&d, key, *uid, target, &genesis, target), 300),
                 "wrong-samples" => (crafted(&d, key, *uid, target, &base, target + 5), 300),
+                // Both valid and signed by their own keys; the tensors are the same.
+                "original" | "duplicate" => (good(), 300),
                 _ => unreachable!(),
             };
             (*uid, bucket.clone(), ns.payload(target, *uid, &Hotkey(key.hotkey().0)), bytes, offset_ms)
@@ -132,7 +136,10 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
         .await
         .expect("window with bad payloads");
     assert!(s.in_sync, "{s:?}");
-    assert_eq!(s.peers.iter().copied().collect::<std::collections::BTreeSet<_>>(), [1, 2].into(), "{s:?}");
+    // Which of the two equal updates counts is the gather order's choice.
+    let (a, b) = (peers["original"].0, peers["duplicate"].0);
+    let kept = if s.peers.contains(&a) { a } else { b };
+    assert_eq!(s.peers.iter().copied().collect::<std::collections::BTreeSet<_>>(), [1, 2, kept].into(), "{s:?}");
     let reports = d.reports(target);
     let (first, _) = &reports[&1];
     for (uid, (applied, _)) in &reports {
@@ -158,6 +165,8 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
     assert!(matches!(reason("wrong-size"), Skip::Invalid(Rejection::Size { .. })), "{:?}", reason("wrong-size"));
     assert!(matches!(reason("stale"), Skip::StaleBase { .. }), "{:?}", reason("stale"));
     assert!(matches!(reason("wrong-samples"), Skip::WrongSamples), "{:?}", reason("wrong-samples"));
+    let dropped = if kept == a { "duplicate" } else { "original" };
+    assert_eq!(reason(dropped), Skip::Duplicate { of: kept });
     d.stop().await;
 }
 

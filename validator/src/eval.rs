@@ -1,13 +1,14 @@
 //! Loss measurements for the Gauntlet, on one evaluation thread (like the trainer, the model
 //! code keeps its buffers on the thread that uses them).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ferrum_common::SubnetConfig;
 use ferrum_common::codec::{CodecSpec, EncodedTensor, dct, decode};
 use ferrum_common::model::MasterModel;
 use ferrum_common::train::{self, Evaluator, TrainError};
-use ferrum_gauntlet::rules::Losses;
+use ferrum_gauntlet::rules::{self, Losses, Reference};
 use tokio::sync::oneshot;
 
 /// One miner to measure: its decoded update and a sample of its own assigned data.
@@ -15,6 +16,8 @@ pub struct Candidate {
     pub uid: u16,
     pub tensors: Vec<EncodedTensor>,
     pub own: Vec<Vec<u32>>,
+    /// Whether its update may serve as another miner's control: in sync, not a copy, not empty.
+    pub may_reference: bool,
 }
 
 /// One window's measurements.
@@ -23,6 +26,10 @@ pub struct EvalJob {
     pub base: Arc<MasterModel>,
     pub random: Vec<Vec<u32>>,
     pub candidates: Vec<Candidate>,
+    /// (later uploader, the upload it copies): never each other's control.
+    pub copies: Vec<(u16, u16)>,
+    /// Reference updates per candidate (`gauntlet.binary_reference_peers`).
+    pub reference_peers: usize,
 }
 
 type Reply = Result<Vec<(u16, Losses)>, TrainError>;
@@ -59,26 +66,62 @@ impl EvalThread {
     }
 }
 
-/// Losses before and after `θ − step·ĝ` on own and random data, per candidate.
+/// Losses before and after `θ − step·ĝ` on own and random data, per candidate, then each
+/// candidate's own data under its reference peers' updates.
 fn measure(e: &Evaluator, spec: &CodecSpec, step: f32, job: &EvalJob) -> Reply {
     let random_before = f64::from(e.mean_loss(&job.base, &job.random)?);
     let mut bases = dct::Bases::default();
-    let mut out = Vec::with_capacity(job.candidates.len());
     let mut after = (*job.base).clone();
+    let mut out: Vec<Losses> = Vec::with_capacity(job.candidates.len());
     for c in &job.candidates {
-        for ((t, b), (enc, (_, g))) in
-            after.tensors.iter_mut().zip(&job.base.tensors).zip(c.tensors.iter().zip(&spec.tensors))
-        {
-            let update = decode(enc, g, spec, &mut bases);
-            for ((x, &x0), u) in t.iter_mut().zip(b).zip(update) {
-                *x = x0 - step * u;
-            }
-        }
+        apply(&mut after, &job.base, &c.tensors, spec, step, &mut bases);
         let own_before = f64::from(e.mean_loss(&job.base, &c.own)?);
         // A wild update can make the loss non-finite; that scores as no improvement.
         let loss = |samples| e.mean_loss(&after, samples).map_or(f64::NAN, f64::from);
         let (own_after, random_after) = (loss(&c.own), loss(&job.random));
-        out.push((c.uid, Losses { own_before, own_after, random_before, random_after }));
+        out.push(Losses { own_before, own_after, random_before, random_after, references: Vec::new() });
     }
-    Ok(out)
+
+    // Controls are chosen once every update's random-data loss is known: only updates that
+    // help.
+    let order: Vec<u16> = job.candidates.iter().map(|c| c.uid).collect();
+    let eligible: BTreeSet<u16> = job
+        .candidates
+        .iter()
+        .zip(&out)
+        .filter(|(c, l)| c.may_reference && l.gradient_score() > 0.0)
+        .map(|(c, _)| c.uid)
+        .collect();
+    let plan = rules::references(&order, &eligible, &job.copies, job.reference_peers);
+    for (j, c) in job.candidates.iter().enumerate() {
+        let users: Vec<usize> =
+            plan.iter().enumerate().filter(|(_, (_, r))| r.contains(&c.uid)).map(|(i, _)| i).collect();
+        if users.is_empty() {
+            continue;
+        }
+        apply(&mut after, &job.base, &c.tensors, spec, step, &mut bases);
+        let random_after = out[j].random_after;
+        for i in users {
+            let own_after = e.mean_loss(&after, &job.candidates[i].own).map_or(f64::NAN, f64::from);
+            out[i].references.push(Reference { uid: c.uid, own_after, random_after });
+        }
+    }
+    Ok(order.into_iter().zip(out).collect())
+}
+
+/// `after = base − step · decode(update)`, in place.
+fn apply(
+    after: &mut MasterModel,
+    base: &MasterModel,
+    update: &[EncodedTensor],
+    spec: &CodecSpec,
+    step: f32,
+    bases: &mut dct::Bases,
+) {
+    for ((t, b), (enc, (_, g))) in after.tensors.iter_mut().zip(&base.tensors).zip(update.iter().zip(&spec.tensors)) {
+        let decoded = decode(enc, g, spec, bases);
+        for ((x, &x0), u) in t.iter_mut().zip(b).zip(decoded) {
+            *x = x0 - step * u;
+        }
+    }
 }

@@ -313,13 +313,29 @@ impl Validator {
             let assigned = self.sync.assigned(w, peer.uid, &peer.hotkey);
             let own = self.read(&assigned[..assigned.len().min(g.own_eval_samples as usize)]).await;
             if !own.is_empty() && !random.is_empty() {
-                candidates.push(Candidate { uid: peer.uid, tensors: payload.tensors.clone(), own });
+                let in_sync = rules::lag(&payload.header.base_fingerprint, &recent) == Some(0);
+                let identical = copies.get(&peer.uid).is_some_and(|c| c.identical);
+                let may_reference = in_sync && !identical && !is_empty_update(&payload.tensors);
+                candidates.push(Candidate { uid: peer.uid, tensors: payload.tensors.clone(), own, may_reference });
             }
         }
+        // Honest updates overlap heavily early on; only an identical update is no control.
+        let copy_pairs: Vec<(u16, u16)> =
+            copies.iter().filter(|(_, c)| c.identical).map(|(later, c)| (*later, c.uid)).collect();
         let losses: BTreeMap<u16, Losses> = if candidates.is_empty() {
             BTreeMap::new()
         } else {
-            match self.eval.measure(EvalJob { base: p.base.clone(), random, candidates }).await {
+            match self
+                .eval
+                .measure(EvalJob {
+                    base: p.base.clone(),
+                    random,
+                    candidates,
+                    copies: copy_pairs,
+                    reference_peers: g.binary_reference_peers as usize,
+                })
+                .await
+            {
                 Ok(l) => l.into_iter().collect(),
                 Err(e) => {
                     warn!(window = w, error = %e, "loss evaluation failed; scoring without losses");
@@ -330,7 +346,7 @@ impl Validator {
         for (peer, _, payload) in &received {
             let lag = rules::lag(&payload.header.base_fingerprint, &recent);
             let outcome = Outcome::Received {
-                losses: losses.get(&peer.uid).copied(),
+                losses: losses.get(&peer.uid).cloned(),
                 lag,
                 copy_of: copies.get(&peer.uid).copied(),
             };

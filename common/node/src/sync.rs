@@ -40,6 +40,9 @@ pub enum Skip {
     StaleBase { claimed: Fingerprint },
     /// Claims other samples than the miner was assigned.
     WrongSamples,
+    /// The same update as an earlier candidate's (a copy re-signed under another hotkey): one
+    /// update counts once in the aggregate.
+    Duplicate { of: u16 },
 }
 
 impl fmt::Display for Skip {
@@ -52,6 +55,7 @@ impl fmt::Display for Skip {
             Skip::TooLate { by_ms } => write!(f, "late: uploaded {by_ms} ms after the put window closed"),
             Skip::StaleBase { claimed } => write!(f, "stale: trained from model {}", &claimed.to_string()[..16]),
             Skip::WrongSamples => write!(f, "wrong samples: the digest is not of its assigned samples"),
+            Skip::Duplicate { of } => write!(f, "duplicate: the same update as uid {of}, earlier in the gather order"),
         }
     }
 }
@@ -67,6 +71,7 @@ impl Skip {
             Skip::TooLate { .. } => "late",
             Skip::StaleBase { .. } => "stale",
             Skip::WrongSamples => "wrong_samples",
+            Skip::Duplicate { .. } => "duplicate",
         }
     }
 }
@@ -243,7 +248,18 @@ impl Sync {
             futures::stream::iter(checks).buffered(FETCH_CONCURRENCY).collect().await;
         let mut payloads: Vec<Option<(u64, Vec<EncodedTensor>)>> = Vec::with_capacity(results.len());
         let mut verdicts = Vec::with_capacity(results.len());
-        for r in results {
+        for (r, peer) in results.into_iter().zip(&plan.candidates) {
+            // Equal updates differ at their first indices, so this scan is cheap.
+            let earlier = payloads
+                .iter()
+                .zip(&plan.candidates)
+                .find(|(q, _)| matches!((q, &r), (Some((_, a)), Ok((_, b))) if a == b));
+            if let Some((_, first)) = earlier {
+                payloads.push(None);
+                verdicts.push(Verdict::Rejected(Skip::Duplicate { of: first.uid }));
+                tracing::info!(window = plan.window, miner = peer.uid, of = first.uid, "duplicate update skipped");
+                continue;
+            }
             match r {
                 Ok(p) => {
                     payloads.push(Some(p));

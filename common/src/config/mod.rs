@@ -142,6 +142,9 @@ pub struct GauntletConfig {
     pub eval_lr_factor: f64,
     /// Miners given the full loss evaluation per window.
     pub uids_per_window: u32,
+    /// Other miners' updates measured on each evaluated miner's own data, the control of the
+    /// binary indicator (0: compare against random data alone, as the reference does).
+    pub binary_reference_peers: u32,
     /// EMA rate of the own-vs-random binary indicator.
     pub binary_ema_alpha: f64,
     /// After `binary_warmup_windows` evaluations, a binary EMA below this zeroes the score.

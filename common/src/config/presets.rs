@@ -164,6 +164,7 @@ fn gauntlet() -> GauntletConfig {
         random_eval_samples: 8,
         eval_lr_factor: 0.2,
         uids_per_window: 20,
+        binary_reference_peers: 3,
         binary_ema_alpha: 0.05,
         binary_zero_threshold: 0.1,
         binary_warmup_windows: 10,

@@ -12,6 +12,7 @@ fn honest(gain: f64) -> Outcome {
             own_after: 5.0 - 2.0 * gain,
             random_before: 5.0,
             random_after: 5.0 - gain,
+            references: Vec::new(),
         }),
         lag: Some(0),
         copy_of: None,
@@ -45,27 +46,57 @@ fn honest_miners_take_the_weight_and_cheats_get_reasons() {
     let mut last = None;
     for w in 0..12u64 {
         let noise = Outcome::Received {
-            losses: Some(Losses { own_before: 5.0, own_after: 6.0, random_before: 5.0, random_after: 6.1 }),
+            losses: Some(Losses {
+                own_before: 5.0,
+                own_after: 6.0,
+                random_before: 5.0,
+                random_after: 6.1,
+                references: Vec::new(),
+            }),
             lag: Some(0),
             copy_of: None,
         };
         let zeros = Outcome::Received {
-            losses: Some(Losses { own_before: 5.0, own_after: 5.0, random_before: 5.0, random_after: 5.0 }),
+            losses: Some(Losses {
+                own_before: 5.0,
+                own_after: 5.0,
+                random_before: 5.0,
+                random_after: 5.0,
+                references: Vec::new(),
+            }),
             lag: Some(0),
             copy_of: None,
         };
         let wrong_data = Outcome::Received {
-            losses: Some(Losses { own_before: 5.0, own_after: 4.95, random_before: 5.0, random_after: 4.9 }),
+            losses: Some(Losses {
+                own_before: 5.0,
+                own_after: 4.95,
+                random_before: 5.0,
+                random_after: 4.9,
+                references: Vec::new(),
+            }),
             lag: Some(0),
             copy_of: None,
         };
         let stale = Outcome::Received {
-            losses: Some(Losses { own_before: 5.0, own_after: 4.8, random_before: 5.0, random_after: 4.9 }),
+            losses: Some(Losses {
+                own_before: 5.0,
+                own_after: 4.8,
+                random_before: 5.0,
+                random_after: 4.9,
+                references: Vec::new(),
+            }),
             lag: None,
             copy_of: None,
         };
         let copier = Outcome::Received {
-            losses: Some(Losses { own_before: 5.0, own_after: 4.8, random_before: 5.0, random_after: 4.9 }),
+            losses: Some(Losses {
+                own_before: 5.0,
+                own_after: 4.8,
+                random_before: 5.0,
+                random_after: 4.9,
+                references: Vec::new(),
+            }),
             lag: Some(0),
             copy_of: Some(CopyOf { uid: 1, overlap: 1.0, identical: true }),
         };
