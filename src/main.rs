@@ -84,7 +84,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// Codec throughput (encode, decode, aggregate) on a preset's tensor shapes, and payload size.
+    /// Codec throughput on a preset's tensor shapes (miner step, encode, decode, aggregate) at
+    /// each thread count, medians after a warm-up, and payload size.
     Codec {
         /// Preset whose model shapes to use (default: the --config's, else 1b).
         #[arg(long, env = "FERRUM_PRESET")]
@@ -92,9 +93,18 @@ enum BenchCmd {
         /// Peers to aggregate.
         #[arg(long, env = "FERRUM_BENCH_PEERS", default_value_t = 20)]
         peers: usize,
-        /// Runs per measurement; the fastest is reported.
-        #[arg(long, env = "FERRUM_BENCH_REPEATS", default_value_t = 3)]
+        /// Runs per measurement after one warm-up; the median is reported.
+        #[arg(long, env = "FERRUM_BENCH_REPEATS", default_value_t = 5)]
         repeats: usize,
+        /// Thread counts to measure, comma-separated.
+        #[arg(long, env = "FERRUM_BENCH_THREADS", value_delimiter = ',', default_values_t = [1usize, 2])]
+        threads: Vec<usize>,
+        /// Extra tensor shapes to measure, comma-separated, e.g. 8192x2048,4096.
+        #[arg(long, env = "FERRUM_BENCH_SHAPES", value_delimiter = ',')]
+        shapes: Vec<String>,
+        /// Measure only the --shapes, not the preset's model.
+        #[arg(long, env = "FERRUM_BENCH_ONLY_SHAPES")]
+        only_shapes: bool,
         /// Turn the DCT on (or off) regardless of the config.
         #[arg(long, env = "FERRUM_BENCH_DCT")]
         dct: Option<bool>,
@@ -253,7 +263,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Config(ConfigCmd::Hash) => outln!("{}", config()?.hash())?,
         Command::Data(cmd) => data(cmd, &config()?).await?,
-        Command::Bench(BenchCmd::Codec { preset, peers, repeats, dct, json }) => {
+        Command::Bench(BenchCmd::Codec { preset, peers, repeats, threads, shapes, only_shapes, dct, json }) => {
             let mut c = match (preset, &cli.config) {
                 (Some(name), _) => Preset::from_name(&name)
                     .with_context(|| format!("unknown preset `{name}`: use one of {}", Preset::names()))?
@@ -264,13 +274,18 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(on) = dct {
                 c.compression.dct = on;
             }
-            if peers == 0 {
-                bail!("--peers must be at least 1");
+            if peers == 0 || threads.contains(&0) {
+                bail!("--peers and every --threads value must be at least 1");
+            }
+            let shapes = shapes.iter().map(|s| parse_shape(s)).collect::<Result<Vec<_>>>()?;
+            if only_shapes && shapes.is_empty() {
+                bail!("--only-shapes needs --shapes");
             }
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; timings are meaningless (use cargo run --release)");
             }
-            let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, peers, repeats)).await?;
+            let bench = ferrum::bench::CodecBench { peers, repeats, threads, shapes, only_shapes };
+            let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, &bench)).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
@@ -446,4 +461,17 @@ async fn data(cmd: DataCmd, config: &SubnetConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `8192x2048` → `[8192, 2048]`; one or two positive dimensions.
+fn parse_shape(s: &str) -> Result<Vec<usize>> {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>().ok().filter(|&n| n > 0))
+        .collect::<Option<_>>()
+        .with_context(|| format!("shape `{s}`: write positive dimensions like 8192x2048 or 4096"))?;
+    if dims.is_empty() || dims.len() > 2 {
+        bail!("shape `{s}`: one or two dimensions");
+    }
+    Ok(dims)
 }

@@ -1,37 +1,59 @@
-//! `ferrum bench codec`: codec throughput on a preset's tensor shapes, and payload size.
+//! `ferrum bench codec`: codec throughput per tensor shape and for the whole model, at each
+//! requested thread count, and the payload size.
 //!
-//! Each distinct tensor shape of the model is timed once (encode, decode, aggregate over
-//! `peers` peers) on deterministic pseudo-random data; whole-model figures weight each shape by
-//! how often it occurs. Build with `--release`: debug timings mean nothing.
+//! Per shape: the miner step (error-feedback update, top-k, quantization, local decode and
+//! subtraction: what a miner runs on each tensor every window), encode, decode and the
+//! aggregate of `peers` peers, each the median of `repeats` runs after one warm-up, with buffers
+//! reused as a node reuses them. Whole-model figures weight each shape by how often it occurs.
+//! Build with `--release`: debug timings mean nothing.
 
 use ferrum_common::outln;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ferrum_common::SubnetConfig;
-use ferrum_common::codec::{CodecSpec, EncodedTensor, aggregate, dct, decode, encode, synthetic_delta as data};
+use ferrum_common::codec::{
+    CodecSpec, EncodedTensor, Scratch, aggregate_into, decode_into, encode, encode_model, synthetic_delta as data,
+};
+use ferrum_common::params::ParamSpec;
 use ferrum_common::payload::{PayloadLayout, reference_layout_bytes};
 use serde::Serialize;
 
-/// Timings of one tensor shape.
-#[derive(Debug, Serialize)]
+/// Timings of one tensor shape at one thread count, medians in ms.
+#[derive(Debug, Clone, Serialize)]
 pub struct ShapeResult {
     pub shape: Vec<usize>,
-    /// Tensors of this shape in the model.
+    /// Tensors of this shape in the model (0 for a `--shapes` shape).
     pub count: usize,
     pub params: usize,
+    pub threads: usize,
+    pub miner_step_ms: f64,
+    pub miner_step_mparams_per_s: f64,
     pub encode_ms: f64,
     pub decode_ms: f64,
     pub aggregate_ms: f64,
+}
+
+/// Whole-model totals at one thread count (seconds, and millions of parameters per second).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelResult {
+    pub threads: usize,
+    pub miner_step_s: f64,
+    pub miner_step_mparams_per_s: f64,
+    pub encode_s: f64,
+    pub decode_s: f64,
+    pub aggregate_s: f64,
+    pub aggregate_mparams_per_s: f64,
 }
 
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct CodecReport {
     pub preset: String,
+    pub cpu: String,
     pub params: u64,
     pub peers: usize,
-    /// Each timing is the fastest of this many runs.
+    /// Each timing is the median of this many runs, after one warm-up run.
     pub repeats: usize,
     pub dct: bool,
     pub quantization_bits: Option<u8>,
@@ -41,82 +63,156 @@ pub struct CodecReport {
     pub bytes_per_param: f64,
     /// The reference layout at the same density: 12-bit indices, one byte per value.
     pub reference_bytes_per_param: f64,
-    /// Whole-model throughput, millions of parameters per second.
-    pub encode_mparams_per_s: f64,
-    pub decode_mparams_per_s: f64,
-    /// Millions of model parameters aggregated per second (all peers of each tensor).
-    pub aggregate_mparams_per_s: f64,
-    pub model_encode_s: f64,
-    pub model_decode_s: f64,
-    pub model_aggregate_s: f64,
+    /// Per thread count, the model's shapes weighted by how often they occur.
+    pub model: Vec<ModelResult>,
     pub shapes: Vec<ShapeResult>,
+    /// Peak resident memory of the benchmark process.
+    pub peak_rss_bytes: Option<u64>,
 }
 
-fn ms(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1e3
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct CodecBench {
+    pub peers: usize,
+    pub repeats: usize,
+    pub threads: Vec<usize>,
+    /// Extra shapes measured besides the model's (e.g. `[8192, 2048]`).
+    pub shapes: Vec<Vec<usize>>,
+    /// Leave out the model's own shapes (only `shapes`).
+    pub only_shapes: bool,
 }
 
-/// Fastest of `repeats` runs of `f`, in ms (the minimum is the least disturbed by other load).
-fn best<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
-    let mut fastest = f64::INFINITY;
-    let mut out = None;
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
-        let r = f();
-        fastest = fastest.min(ms(t));
-        out = Some(r);
-    }
-    (fastest, out.expect("at least one run"))
+/// Median of `repeats` runs of `f` after one warm-up run, in ms.
+fn median_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 }
 }
 
-/// Runs the benchmark for a config; each timing is the fastest of `repeats` runs.
-pub fn codec(config: &SubnetConfig, peers: usize, repeats: usize) -> CodecReport {
+/// The CPU model name (Linux), for the record.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Times one shape at each thread count.
+fn shape(config: &SubnetConfig, shape: &[usize], count: usize, bench: &CodecBench) -> Vec<ShapeResult> {
+    let spec =
+        CodecSpec::for_layout(vec![ParamSpec { path: "bench".into(), shape: shape.to_vec() }], &config.compression);
+    let g = spec.tensors[0].1;
+    let n = g.numel();
+    let beta = config.compression.error_feedback_decay as f32;
+    let mut scratch = Scratch::default();
+    // Peers' payloads; their dense tensors never coexist (20 × the embedding is 8 GB).
+    let encoded: Vec<EncodedTensor> =
+        (0..bench.peers).map(|p| encode(&data(n, p as u64 + 1), &g, &spec, &mut scratch.bases)).collect();
+    let refs: Vec<(u16, &EncodedTensor)> = encoded.iter().enumerate().map(|(i, e)| (i as u16, e)).collect();
+    let delta = vec![data(n, 1)];
+    let mut feedback = vec![vec![0f32; n]];
+    let mut out = vec![0f32; n];
+    let first = &delta[0];
+    bench
+        .threads
+        .iter()
+        .map(|&threads| {
+            let miner_step_ms = median_ms(bench.repeats, || {
+                std::hint::black_box(encode_model(&mut feedback, &delta, beta, &spec, threads));
+            });
+            let encode_ms = median_ms(bench.repeats, || {
+                std::hint::black_box(encode(first, &g, &spec, &mut scratch.bases));
+            });
+            let decode_ms =
+                median_ms(bench.repeats, || decode_into(&encoded[0], &g, &spec, &mut scratch.bases, &mut out));
+            let aggregate_ms = median_ms(bench.repeats, || {
+                let r = aggregate_into(&refs, &g, &spec, threads, &mut scratch, &mut out);
+                assert!(r.is_ok(), "aggregate failed on benchmark data");
+            });
+            ShapeResult {
+                shape: shape.to_vec(),
+                count,
+                params: n,
+                threads,
+                miner_step_ms,
+                miner_step_mparams_per_s: n as f64 / 1e3 / miner_step_ms,
+                encode_ms,
+                decode_ms,
+                aggregate_ms,
+            }
+        })
+        .collect()
+}
+
+/// Runs the benchmark for a config.
+pub fn codec(config: &SubnetConfig, bench: &CodecBench) -> CodecReport {
     let spec = CodecSpec::new(config);
     let layout = PayloadLayout::for_spec(spec.clone());
     let mut by_shape: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
     for (p, _) in &spec.tensors {
         *by_shape.entry(p.shape.clone()).or_default() += 1;
     }
-    let mut bases = dct::Bases::default();
     let mut shapes = Vec::new();
-    for (shape, count) in by_shape {
-        let g = spec.tensors.iter().find(|(p, _)| p.shape == shape).map(|(_, g)| *g).expect("shape from layout");
-        // One input at a time: peers' dense tensors never coexist (20 × the embedding is 8 GB).
-        let first = data(g.numel(), 1);
-        let (encode_ms, enc) = best(repeats, || encode(&first, &g, &spec, &mut bases));
-        let mut encoded: Vec<EncodedTensor> = vec![enc];
-        drop(first);
-        encoded.extend((1..peers).map(|p| encode(&data(g.numel(), p as u64 + 1), &g, &spec, &mut bases)));
-        let (decode_ms, _) = best(repeats, || decode(&encoded[0], &g, &spec, &mut bases));
-        let refs: Vec<(u16, &EncodedTensor)> = encoded.iter().enumerate().map(|(i, e)| (i as u16, e)).collect();
-        let (aggregate_ms, agg) = best(repeats, || aggregate(&refs, &g, &spec, &mut bases));
-        assert!(agg.is_ok(), "aggregate failed on benchmark data");
-        shapes.push(ShapeResult { shape, count, params: g.numel(), encode_ms, decode_ms, aggregate_ms });
+    if !bench.only_shapes {
+        for (s, count) in &by_shape {
+            shapes.extend(self::shape(config, s, *count, bench));
+        }
     }
-    let params: u64 = shapes.iter().map(|s| (s.params * s.count) as u64).sum();
-    let total = |f: fn(&ShapeResult) -> f64| shapes.iter().map(|s| f(s) * s.count as f64).sum::<f64>() / 1e3;
-    let (enc_s, dec_s, agg_s) = (total(|s| s.encode_ms), total(|s| s.decode_ms), total(|s| s.aggregate_ms));
-    let reference = reference_layout_bytes(&spec);
-    let mparams = params as f64 / 1e6;
+    for s in &bench.shapes {
+        shapes.extend(self::shape(config, s, 0, bench));
+    }
+    let params: u64 = by_shape.iter().map(|(s, c)| (s.iter().product::<usize>() * c) as u64).sum();
+    let model = if bench.only_shapes {
+        Vec::new()
+    } else {
+        bench
+            .threads
+            .iter()
+            .map(|&threads| {
+                let of = |f: fn(&ShapeResult) -> f64| -> f64 {
+                    shapes.iter().filter(|s| s.threads == threads).map(|s| f(s) * s.count as f64).sum::<f64>() / 1e3
+                };
+                let (step, agg) = (of(|s| s.miner_step_ms), of(|s| s.aggregate_ms));
+                ModelResult {
+                    threads,
+                    miner_step_s: step,
+                    miner_step_mparams_per_s: params as f64 / 1e6 / step,
+                    encode_s: of(|s| s.encode_ms),
+                    decode_s: of(|s| s.decode_ms),
+                    aggregate_s: agg,
+                    aggregate_mparams_per_s: params as f64 / 1e6 / agg,
+                }
+            })
+            .collect()
+    };
     CodecReport {
         preset: config.preset.name().to_string(),
+        cpu: cpu_model(),
         params,
-        peers,
-        repeats,
+        peers: bench.peers,
+        repeats: bench.repeats,
         dct: spec.dct,
         quantization_bits: spec.quantization_bits,
         topk: config.compression.topk,
         chunk: config.compression.chunk,
         payload_bytes: layout.size(),
         bytes_per_param: layout.size() as f64 / params as f64,
-        reference_bytes_per_param: reference as f64 / params as f64,
-        encode_mparams_per_s: mparams / enc_s,
-        decode_mparams_per_s: mparams / dec_s,
-        aggregate_mparams_per_s: mparams / agg_s,
-        model_encode_s: enc_s,
-        model_decode_s: dec_s,
-        model_aggregate_s: agg_s,
+        reference_bytes_per_param: reference_layout_bytes(&spec) as f64 / params as f64,
+        model,
         shapes,
+        peak_rss_bytes: super::peak_rss_bytes(),
     }
 }
 
@@ -124,42 +220,63 @@ impl CodecReport {
     /// A table for people.
     pub fn print(&self) -> std::io::Result<()> {
         outln!(
-            "preset {}: {:.1} M parameters, top-{} of {}×{} blocks, {} bits, dct {}",
+            "preset {}: {:.1} M parameters, top-{} of {}×{} blocks, {} bits, dct {}; {}",
             self.preset,
             self.params as f64 / 1e6,
             self.topk,
             self.chunk,
             self.chunk,
             self.quantization_bits.map_or("f32".to_string(), |b| b.to_string()),
-            self.dct
+            self.dct,
+            self.cpu
         )?;
         outln!(
-            "payload {} bytes: {:.4} bytes/parameter (reference layout {:.4})",
+            "payload {} bytes: {:.4} bytes/parameter (reference layout {:.4}); medians of {} runs; {} peers aggregated",
             self.payload_bytes,
             self.bytes_per_param,
-            self.reference_bytes_per_param
+            self.reference_bytes_per_param,
+            self.repeats,
+            self.peers
         )?;
-        outln!("{:>14} {:>6} {:>11} {:>11} {:>14}", "shape", "count", "encode ms", "decode ms", "aggregate ms")?;
+        outln!(
+            "{:>14} {:>6} {:>7} {:>13} {:>10} {:>11} {:>11} {:>14}",
+            "shape",
+            "count",
+            "threads",
+            "miner step ms",
+            "Mparam/s",
+            "encode ms",
+            "decode ms",
+            "aggregate ms"
+        )?;
         for s in &self.shapes {
             outln!(
-                "{:>14} {:>6} {:>11.1} {:>11.1} {:>14.1}",
+                "{:>14} {:>6} {:>7} {:>13.2} {:>10.0} {:>11.2} {:>11.2} {:>14.2}",
                 format!("{:?}", s.shape),
                 s.count,
+                s.threads,
+                s.miner_step_ms,
+                s.miner_step_mparams_per_s,
                 s.encode_ms,
                 s.decode_ms,
                 s.aggregate_ms
             )?;
         }
-        outln!(
-            "whole model: encode {:.2} s ({:.0} M params/s), decode {:.2} s ({:.0} M/s), aggregate {} peers {:.2} s ({:.0} M/s)",
-            self.model_encode_s,
-            self.encode_mparams_per_s,
-            self.model_decode_s,
-            self.decode_mparams_per_s,
-            self.peers,
-            self.model_aggregate_s,
-            self.aggregate_mparams_per_s
-        )?;
+        for m in &self.model {
+            outln!(
+                "whole model, {} thread(s): miner step {:.2} s ({:.0} M params/s), encode {:.2} s, decode {:.2} s, aggregate {:.2} s ({:.0} M/s)",
+                m.threads,
+                m.miner_step_s,
+                m.miner_step_mparams_per_s,
+                m.encode_s,
+                m.decode_s,
+                m.aggregate_s,
+                m.aggregate_mparams_per_s
+            )?;
+        }
+        if let Some(b) = self.peak_rss_bytes {
+            outln!("peak RSS {:.0} MiB", b as f64 / (1 << 20) as f64)?;
+        }
         Ok(())
     }
 }

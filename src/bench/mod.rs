@@ -4,7 +4,7 @@
 mod codec;
 mod train;
 
-pub use codec::{CodecReport, ShapeResult, codec};
+pub use codec::{CodecBench, CodecReport, ModelResult, ShapeResult, codec};
 pub use train::{TrainBench, TrainReport, train};
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ferrum_common::SubnetConfig;
-use ferrum_common::codec::{CodecSpec, EncodedTensor, dct, decode};
+use ferrum_common::codec::{CodecSpec, EncodedTensor, dct, decode_into};
 use ferrum_common::model::MasterModel;
 use ferrum_common::train::{self, Evaluator, TrainError};
 use ferrum_gauntlet::rules::{self, Losses, Reference};
@@ -118,9 +118,11 @@ fn apply(
     step: f32,
     bases: &mut dct::Bases,
 ) {
+    let mut decoded = Vec::new();
     for ((t, b), (enc, (_, g))) in after.tensors.iter_mut().zip(&base.tensors).zip(update.iter().zip(&spec.tensors)) {
-        let decoded = decode(enc, g, spec, bases);
-        for ((x, &x0), u) in t.iter_mut().zip(b).zip(decoded) {
+        decoded.resize(g.numel(), 0.0);
+        decode_into(enc, g, spec, bases, &mut decoded);
+        for ((x, &x0), &u) in t.iter_mut().zip(b).zip(&decoded) {
             *x = x0 - step * u;
         }
     }

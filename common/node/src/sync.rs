@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferrum_chain::{Chain, ChainError};
 use ferrum_common::assignment::{SampleRequest, assign_samples, samples_digest};
-use ferrum_common::codec::{AggregateError, EncodedTensor, aggregate_model};
+use ferrum_common::codec::{AggregateError, EncodedTensor, aggregate_and_step};
 use ferrum_common::gather::{self, GatherRules, Peer, Verdict};
 use ferrum_common::keys::Namespace;
 use ferrum_common::model::{Fingerprint, MasterModel};
@@ -282,15 +282,10 @@ impl Sync {
         }
         let mut failed_tensors = Vec::new();
         if !peers.is_empty() {
-            match aggregate_model(&peers, &self.layout.spec, self.threads) {
-                Ok(update) => {
-                    failed_tensors = update.failed;
-                    let lr = self.config.training.outer_learning_rate as f32;
-                    if let Err(e) = model.outer_step(&update.tensors, lr, self.threads) {
-                        // Sizes come from the same layout; this would be a bug, not bad input.
-                        tracing::error!(window = plan.window, error = %e, "outer step refused the aggregate");
-                    }
-                }
+            let lr = self.config.training.outer_learning_rate as f32;
+            // Sizes come from the same layout as the model's; a mismatch would be a bug.
+            match aggregate_and_step(&peers, &self.layout.spec, &mut model.tensors, lr, self.threads) {
+                Ok(failed) => failed_tensors = failed,
                 Err(e) => tracing::warn!(window = plan.window, error = %e, "nothing aggregated"),
             }
         }

@@ -4,7 +4,7 @@
 //! plain IEEE f32/f64 without fused operations, so the same inputs give the same bits on every
 //! machine, whatever order the caller passes them in.
 
-use super::{CodecSpec, EncodedTensor, Geometry, dct, unblock};
+use super::{CodecSpec, EncodedTensor, Geometry, Scratch, dct};
 
 /// Why a set of peers cannot be aggregated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +50,25 @@ pub fn aggregate(
     spec: &CodecSpec,
     bases: &mut dct::Bases,
 ) -> Result<Vec<f32>, AggregateError> {
+    let mut out = vec![0f32; g.numel()];
+    let mut s = Scratch { bases: std::mem::take(bases), ..Scratch::default() };
+    let r = aggregate_into(peers, g, spec, 1, &mut s, &mut out);
+    *bases = s.bases;
+    r.map(|()| out)
+}
+
+/// [`aggregate`] into `out` (`g.numel()` values, overwritten) on `threads` threads, so a node
+/// can reuse one buffer window after window: a fresh 64 MB buffer costs more in page faults
+/// than the aggregation itself. The bits do not depend on `threads`.
+pub fn aggregate_into(
+    peers: &[(u16, &EncodedTensor)],
+    g: &Geometry,
+    spec: &CodecSpec,
+    threads: usize,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) -> Result<(), AggregateError> {
+    assert_eq!(out.len(), g.numel(), "output size does not match the geometry");
     if peers.is_empty() {
         return Err(AggregateError::NoPeers);
     }
@@ -77,24 +96,74 @@ pub fn aggregate(
             return Err(AggregateError::CodeRange { uid: *uid, levels: q.table.len() });
         }
     }
-    let norms: Vec<f64> = ordered.iter().map(|(_, t)| norm(t)).collect();
+    let norms: Vec<f64> =
+        crate::parallel::map(ordered.iter().map(|(_, t)| *t).collect(), threads, || (), |t, _| norm(t));
     let m = median(norms.clone());
-    let len = g.block_len();
-    let mut sum = vec![0f32; g.numel()];
-    let mut count = vec![0u32; g.numel()];
-    for ((_, t), n) in ordered.iter().zip(&norms) {
-        let factor = (m / (n + NORM_EPS)).min(1.0) as f32;
-        for (j, &i) in t.indices.iter().enumerate() {
-            let pos = (j / g.k) * len + i as usize;
-            sum[pos] += t.value(j) * factor;
-            count[pos] += 1;
+    let factors: Vec<f32> = norms.iter().map(|n| (m / (n + NORM_EPS)).min(1.0) as f32).collect();
+    let contributors: Vec<(&EncodedTensor, f32)> = ordered.iter().map(|(_, t)| *t).zip(factors).collect();
+    let bands = super::bands(g, super::BAND_TARGET);
+    if threads <= 1 || bands.len() == 1 {
+        let mut rest: &mut [f32] = out;
+        for band in &bands {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(band.range(g).len());
+            rest = tail;
+            band_sum(&contributors, band.blocks(g).start, g, spec, scratch, head);
+        }
+    } else {
+        let mut jobs = Vec::with_capacity(bands.len());
+        let mut rest: &mut [f32] = out;
+        for band in &bands {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(band.range(g).len());
+            rest = tail;
+            jobs.push((band.blocks(g).start, head));
+        }
+        crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(b0, head), s| {
+            band_sum(&contributors, b0, g, spec, s, head);
+        });
+    }
+    if out.iter().all(|v| v.is_finite()) { Ok(()) } else { Err(AggregateError::NonFinite) }
+}
+
+/// The aggregate of the blocks of one band (`out` holds the band), block by block in a buffer
+/// that stays in cache; per coordinate the peers add in uid order, as the definition does.
+fn band_sum(
+    contributors: &[(&EncodedTensor, f32)],
+    first_block: usize,
+    g: &Geometry,
+    spec: &CodecSpec,
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
+    let (br, bc, len, k) = (g.block_rows, g.block_cols, g.block_len(), g.k);
+    let grid = g.cols / bc;
+    let mut count = vec![0u32; len];
+    s.block.resize(len, 0.0);
+    s.tmp.resize(len, 0.0);
+    let (dr, dc) =
+        if spec.dct { (s.bases.get(br).to_vec(), s.bases.get(bc).to_vec()) } else { (Vec::new(), Vec::new()) };
+    for lb in 0..out.len() / len {
+        let b = first_block + lb;
+        s.block.fill(0.0);
+        count.fill(0);
+        for (t, factor) in contributors {
+            for j in b * k..(b + 1) * k {
+                let i = t.indices[j] as usize;
+                s.block[i] += t.value(j) * factor;
+                count[i] += 1;
+            }
+        }
+        for (v, &c) in s.block.iter_mut().zip(&count) {
+            if c > 1 {
+                *v /= c as f32;
+            }
+        }
+        if spec.dct {
+            dct::inverse(&mut s.block, br, bc, &dr, &dc, &mut s.tmp);
+        }
+        let (lbi, bj) = (lb / grid, lb % grid);
+        for ii in 0..br {
+            let at = (lbi * br + ii) * g.cols + bj * bc;
+            out[at..at + bc].copy_from_slice(&s.block[ii * bc..(ii + 1) * bc]);
         }
     }
-    for (s, &c) in sum.iter_mut().zip(&count) {
-        if c > 1 {
-            *s /= c as f32;
-        }
-    }
-    let out = unblock(sum, g, spec.dct, bases);
-    if out.iter().all(|v| v.is_finite()) { Ok(out) } else { Err(AggregateError::NonFinite) }
 }

@@ -9,11 +9,14 @@ pub mod aggregate;
 pub mod bits;
 pub mod dct;
 pub mod quant;
+#[cfg(test)]
+mod reference;
+pub mod select;
 
 use crate::config::{CompressionConfig, SubnetConfig};
 use crate::params::{self, ParamSpec};
 
-pub use aggregate::{AggregateError, aggregate};
+pub use aggregate::{AggregateError, aggregate, aggregate_into};
 pub use quant::Quantized;
 
 /// How one tensor is cut into blocks. A 1-D tensor is one row.
@@ -154,41 +157,147 @@ impl EncodedTensor {
     }
 }
 
-/// Encodes one dense tensor (row-major). `dct` holds the bases when the DCT is on.
-pub fn encode(x: &[f32], g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases) -> EncodedTensor {
-    assert_eq!(x.len(), g.numel(), "tensor size does not match its geometry");
-    let len = g.block_len();
-    let mut block = vec![0f32; len];
-    let mut tmp = vec![0f32; len];
-    let mut order: Vec<u32> = (0..len as u32).collect();
-    let mut indices = Vec::with_capacity(g.kept());
-    let mut kept = Vec::with_capacity(g.kept());
-    let (dr, dc) = if spec.dct {
-        (bases.get(g.block_rows).to_vec(), bases.get(g.block_cols).to_vec())
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    for b in 0..g.blocks() {
-        g.gather(x, b, &mut block);
-        if spec.dct {
-            dct::forward(&mut block, g.block_rows, g.block_cols, &dr, &dc, &mut tmp);
-        }
-        // Largest magnitude first, lower index first among equals (NaN-safe total order).
-        let by_magnitude = |a: &u32, c: &u32| {
-            let (va, vc) = (block[*a as usize].abs(), block[*c as usize].abs());
-            vc.total_cmp(&va).then(a.cmp(c))
-        };
-        if g.k < len {
-            order.iter_mut().enumerate().for_each(|(i, o)| *o = i as u32);
-            order.select_nth_unstable_by(g.k - 1, by_magnitude);
-        }
-        let top = &mut order[..g.k];
-        top.sort_unstable();
-        for &i in top.iter() {
-            indices.push(i);
-            kept.push(block[i as usize]);
+/// Per-thread buffers for one block at a time, and the DCT bases.
+#[derive(Default)]
+pub struct Scratch {
+    pub bases: dct::Bases,
+    block: Vec<f32>,
+    tmp: Vec<f32>,
+    select: select::Selector,
+}
+
+/// Whole block-rows of a tensor: the unit of parallel work, a contiguous slice of its
+/// row-major data.
+#[derive(Clone, Copy)]
+struct Rows {
+    /// First block-row.
+    first: usize,
+    /// Block-rows in the band.
+    count: usize,
+}
+
+impl Rows {
+    fn range(&self, g: &Geometry) -> std::ops::Range<usize> {
+        let stride = g.block_rows * g.cols;
+        self.first * stride..(self.first + self.count) * stride
+    }
+
+    fn blocks(&self, g: &Geometry) -> std::ops::Range<usize> {
+        let grid = g.cols / g.block_cols;
+        self.first * grid..(self.first + self.count) * grid
+    }
+}
+
+/// Splits a tensor into bands of about `target` elements (at least one block-row each).
+fn bands(g: &Geometry, target: usize) -> Vec<Rows> {
+    let total = g.rows / g.block_rows;
+    let per = (target / (g.block_rows * g.cols).max(1)).clamp(1, total.max(1));
+    (0..total).step_by(per).map(|first| Rows { first, count: per.min(total - first) }).collect()
+}
+
+/// Elements per unit of parallel work: large tensors split into bands this size so both cores
+/// stay busy whatever the mix of tensor sizes (small in tests, so small tensors split too).
+const BAND_TARGET: usize = if cfg!(test) { 1 << 13 } else { 1 << 20 };
+
+/// The input of [`select_band`]: a band to read, or error feedback to update first.
+enum Band<'a> {
+    Read(&'a [f32]),
+    /// `e ← β·e + Δ` in place, then select from `e`.
+    Feedback {
+        e: &'a mut [f32],
+        delta: &'a [f32],
+        beta: f32,
+    },
+}
+
+impl Band<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Band::Read(x) => x.len(),
+            Band::Feedback { e, .. } => e.len(),
         }
     }
+}
+
+/// Selects the top-k of every block of a band (the input holds just the band), after the
+/// forward DCT when on, appending indices and values.
+fn select_band(
+    mut x: Band<'_>,
+    g: &Geometry,
+    spec: &CodecSpec,
+    s: &mut Scratch,
+    indices: &mut Vec<u32>,
+    kept: &mut Vec<f32>,
+) {
+    let (br, bc, len) = (g.block_rows, g.block_cols, g.block_len());
+    let grid = g.cols / bc;
+    s.block.resize(len, 0.0);
+    s.tmp.resize(len, 0.0);
+    let (dr, dc) =
+        if spec.dct { (s.bases.get(br).to_vec(), s.bases.get(bc).to_vec()) } else { (Vec::new(), Vec::new()) };
+    let band_rows = x.len() / g.cols / br;
+    for lbi in 0..band_rows {
+        for bj in 0..grid {
+            for ii in 0..br {
+                let at = (lbi * br + ii) * g.cols + bj * bc;
+                let dst = &mut s.block[ii * bc..(ii + 1) * bc];
+                match &mut x {
+                    Band::Read(x) => dst.copy_from_slice(&x[at..at + bc]),
+                    Band::Feedback { e, delta, beta } => {
+                        for ((e, &d), o) in e[at..at + bc].iter_mut().zip(&delta[at..at + bc]).zip(dst) {
+                            *e = *beta * *e + d;
+                            *o = *e;
+                        }
+                    }
+                }
+            }
+            if spec.dct {
+                dct::forward(&mut s.block, br, bc, &dr, &dc, &mut s.tmp);
+            }
+            let start = indices.len();
+            s.select.top_k(&s.block, g.k, indices);
+            kept.extend(indices[start..].iter().map(|&i| s.block[i as usize]));
+        }
+    }
+}
+
+/// `e ← e − decode(sent)` over one band: the sent values only, or with the DCT on, each block's
+/// inverse transform. `j0` is the band's first kept entry in `enc`.
+fn subtract_band(e: &mut [f32], enc: &EncodedTensor, j0: usize, g: &Geometry, spec: &CodecSpec, s: &mut Scratch) {
+    let (br, bc, len, k) = (g.block_rows, g.block_cols, g.block_len(), g.k);
+    let grid = g.cols / bc;
+    let band_blocks = e.len() / len;
+    if !spec.dct {
+        // Where nothing was sent the decoded value is +0, and e − 0 = e bit for bit.
+        for lb in 0..band_blocks {
+            let (lbi, bj) = (lb / grid, lb % grid);
+            for j in j0 + lb * k..j0 + (lb + 1) * k {
+                let i = enc.indices[j] as usize;
+                e[(lbi * br + i / bc) * g.cols + bj * bc + i % bc] -= enc.value(j);
+            }
+        }
+        return;
+    }
+    s.block.resize(len, 0.0);
+    s.tmp.resize(len, 0.0);
+    let (dr, dc) = (s.bases.get(br).to_vec(), s.bases.get(bc).to_vec());
+    for lb in 0..band_blocks {
+        let (lbi, bj) = (lb / grid, lb % grid);
+        s.block.fill(0.0);
+        for j in j0 + lb * k..j0 + (lb + 1) * k {
+            s.block[enc.indices[j] as usize] = enc.value(j);
+        }
+        dct::inverse(&mut s.block, br, bc, &dr, &dc, &mut s.tmp);
+        for ii in 0..br {
+            let at = (lbi * br + ii) * g.cols + bj * bc;
+            for (x, &v) in e[at..at + bc].iter_mut().zip(&s.block[ii * bc..(ii + 1) * bc]) {
+                *x -= v;
+            }
+        }
+    }
+}
+
+fn finish(indices: Vec<u32>, kept: Vec<f32>, spec: &CodecSpec) -> EncodedTensor {
     let values = match spec.quantization_bits {
         Some(bits) => Values::Quantized(quant::quantize(&kept, bits, spec.quantization_range)),
         None => Values::Raw(kept),
@@ -196,31 +305,46 @@ pub fn encode(x: &[f32], g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases)
     EncodedTensor { indices, values }
 }
 
-/// Decodes one tensor back to a dense row-major tensor.
-pub fn decode(t: &EncodedTensor, g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases) -> Vec<f32> {
-    let mut blocks = vec![0f32; g.numel()];
-    for (j, &i) in t.indices.iter().enumerate() {
-        blocks[(j / g.k) * g.block_len() + i as usize] = t.value(j);
-    }
-    unblock(blocks, g, spec.dct, bases)
+/// Encodes one dense tensor (row-major). `dct` holds the bases when the DCT is on.
+pub fn encode(x: &[f32], g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases) -> EncodedTensor {
+    assert_eq!(x.len(), g.numel(), "tensor size does not match its geometry");
+    let mut s = Scratch { bases: std::mem::take(bases), ..Scratch::default() };
+    let (mut indices, mut kept) = (Vec::with_capacity(g.kept()), Vec::with_capacity(g.kept()));
+    select_band(Band::Read(x), g, spec, &mut s, &mut indices, &mut kept);
+    *bases = s.bases;
+    finish(indices, kept, spec)
 }
 
-/// Turns block-major coefficients into a row-major tensor, applying the inverse DCT when on.
-pub(crate) fn unblock(mut blocks: Vec<f32>, g: &Geometry, dct_on: bool, bases: &mut dct::Bases) -> Vec<f32> {
-    let len = g.block_len();
-    if dct_on {
-        let dr = bases.get(g.block_rows).to_vec();
-        let dc = bases.get(g.block_cols).to_vec();
-        let mut tmp = vec![0f32; len];
-        for block in blocks.chunks_exact_mut(len) {
-            dct::inverse(block, g.block_rows, g.block_cols, &dr, &dc, &mut tmp);
-        }
-    }
+/// Decodes one tensor back to a dense row-major tensor.
+pub fn decode(t: &EncodedTensor, g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases) -> Vec<f32> {
     let mut out = vec![0f32; g.numel()];
-    for (b, block) in blocks.chunks_exact(len).enumerate() {
-        g.scatter(block, b, &mut out);
-    }
+    decode_into(t, g, spec, bases, &mut out);
     out
+}
+
+/// [`decode`] into `out` (`g.numel()` values, overwritten), so a caller can reuse the buffer.
+pub fn decode_into(t: &EncodedTensor, g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases, out: &mut [f32]) {
+    assert_eq!(out.len(), g.numel(), "output size does not match the geometry");
+    let (br, bc, len, k) = (g.block_rows, g.block_cols, g.block_len(), g.k);
+    let grid = g.cols / bc;
+    if !spec.dct {
+        out.fill(0.0);
+        for (j, &i) in t.indices.iter().enumerate() {
+            let (lb, i) = (j / k, i as usize);
+            out[((lb / grid) * br + i / bc) * g.cols + (lb % grid) * bc + i % bc] = t.value(j);
+        }
+        return;
+    }
+    let (dr, dc) = (bases.get(br).to_vec(), bases.get(bc).to_vec());
+    let (mut block, mut tmp) = (vec![0f32; len], vec![0f32; len]);
+    for b in 0..g.blocks() {
+        block.fill(0.0);
+        for j in b * k..(b + 1) * k {
+            block[t.indices[j] as usize] = t.value(j);
+        }
+        dct::inverse(&mut block, br, bc, &dr, &dc, &mut tmp);
+        g.scatter(&block, b, out);
+    }
 }
 
 /// The miner's error-feedback step for one tensor: `e ← β·e + Δ`, transmit `encode(e)`,
@@ -233,19 +357,21 @@ pub fn encode_with_feedback(
     spec: &CodecSpec,
     bases: &mut dct::Bases,
 ) -> EncodedTensor {
-    for (e, &d) in feedback.iter_mut().zip(delta) {
-        *e = beta * *e + d;
-    }
-    let enc = encode(feedback, g, spec, bases);
-    let sent = decode(&enc, g, spec, bases);
-    for (e, s) in feedback.iter_mut().zip(sent) {
-        *e -= s;
-    }
+    assert_eq!(feedback.len(), g.numel(), "feedback size does not match its geometry");
+    assert_eq!(delta.len(), g.numel(), "delta size does not match its geometry");
+    let mut s = Scratch { bases: std::mem::take(bases), ..Scratch::default() };
+    let (mut indices, mut kept) = (Vec::with_capacity(g.kept()), Vec::with_capacity(g.kept()));
+    select_band(Band::Feedback { e: feedback, delta, beta }, g, spec, &mut s, &mut indices, &mut kept);
+    let enc = finish(indices, kept, spec);
+    subtract_band(feedback, &enc, 0, g, spec, &mut s);
+    *bases = s.bases;
     enc
 }
 
 /// The miner's whole-model step: error feedback and encoding of every tensor (see
-/// [`encode_with_feedback`]), `threads` tensors at a time.
+/// [`encode_with_feedback`]) on `threads` threads. Large tensors are split into bands of
+/// whole block-rows, so the work divides by size, not by tensor count; results do not depend
+/// on the split.
 pub fn encode_model(
     feedback: &mut [Vec<f32>],
     delta: &[Vec<f32>],
@@ -255,10 +381,52 @@ pub fn encode_model(
 ) -> Vec<EncodedTensor> {
     assert_eq!(feedback.len(), spec.tensors.len(), "one feedback buffer per tensor");
     assert_eq!(delta.len(), spec.tensors.len(), "one delta per tensor");
-    let items: Vec<_> = feedback.iter_mut().zip(delta).zip(&spec.tensors).collect();
-    crate::parallel::map(items, threads, dct::Bases::default, |((e, d), (_, g)), bases| {
-        encode_with_feedback(e, d, beta, g, spec, bases)
-    })
+    for ((e, d), (_, g)) in feedback.iter().zip(delta).zip(&spec.tensors) {
+        assert!(e.len() == g.numel() && d.len() == g.numel(), "a buffer does not match its geometry");
+    }
+    let plan: Vec<Vec<Rows>> = spec.tensors.iter().map(|(_, g)| bands(g, BAND_TARGET)).collect();
+    // Selection, band by band.
+    let mut jobs = Vec::new();
+    for (t, ((e, d), bs)) in feedback.iter_mut().zip(delta).zip(&plan).enumerate() {
+        let g = &spec.tensors[t].1;
+        let mut rest: &mut [f32] = e;
+        for band in bs {
+            let r = band.range(g);
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
+            rest = tail;
+            jobs.push((t, head, &d[r]));
+        }
+    }
+    let picked = crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(t, e, d), s| {
+        let g = &spec.tensors[t].1;
+        let blocks = e.len() / g.block_len();
+        let (mut indices, mut kept) = (Vec::with_capacity(blocks * g.k), Vec::with_capacity(blocks * g.k));
+        select_band(Band::Feedback { e, delta: d, beta }, g, spec, s, &mut indices, &mut kept);
+        (t, indices, kept)
+    });
+    let mut per_tensor: Vec<(Vec<u32>, Vec<f32>)> =
+        spec.tensors.iter().map(|(_, g)| (Vec::with_capacity(g.kept()), Vec::with_capacity(g.kept()))).collect();
+    for (t, indices, kept) in picked {
+        per_tensor[t].0.extend(indices);
+        per_tensor[t].1.extend(kept);
+    }
+    let encoded: Vec<EncodedTensor> = per_tensor.into_iter().map(|(i, k)| finish(i, k, spec)).collect();
+    // The local decode, subtracted band by band.
+    let mut jobs = Vec::new();
+    for (t, (e, bs)) in feedback.iter_mut().zip(&plan).enumerate() {
+        let g = &spec.tensors[t].1;
+        let mut rest: &mut [f32] = e;
+        for band in bs {
+            let r = band.range(g);
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
+            rest = tail;
+            jobs.push((t, head, band.blocks(g).start * g.k));
+        }
+    }
+    crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(t, e, j0), s| {
+        subtract_band(e, &encoded[t], j0, &spec.tensors[t].1, spec, s);
+    });
+    encoded
 }
 
 /// The whole model's aggregate: per tensor the dense update, or `None` where that tensor could
@@ -300,6 +468,44 @@ pub fn aggregate_model(
         }
     }
     Ok(update)
+}
+
+/// Every node's window step in one pass per tensor: the aggregate of the peers (as
+/// [`aggregate_model`]) applied at once as `θ ← θ − lr·Δ`, through one reused buffer, so the
+/// dense update of the whole model never exists (4.4 GB for the 1B preset). The bits equal
+/// [`aggregate_model`] followed by [`MasterModel::outer_step`](crate::model::MasterModel::outer_step).
+/// A tensor that cannot be aggregated is left as it is and listed with the reason.
+pub fn aggregate_and_step(
+    peers: &[(u16, &[EncodedTensor])],
+    spec: &CodecSpec,
+    tensors: &mut [Vec<f32>],
+    lr: f32,
+    threads: usize,
+) -> Result<Vec<(String, AggregateError)>, AggregateError> {
+    if peers.is_empty() {
+        return Err(AggregateError::NoPeers);
+    }
+    if let Some((uid, t)) = peers.iter().find(|(_, t)| t.len() != spec.tensors.len()) {
+        return Err(AggregateError::TensorCount { uid: *uid, got: t.len(), expected: spec.tensors.len() });
+    }
+    assert_eq!(tensors.len(), spec.tensors.len(), "one model tensor per layout entry");
+    let mut failed = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut update = Vec::new();
+    for (i, (theta, (p, g))) in tensors.iter_mut().zip(&spec.tensors).enumerate() {
+        assert_eq!(theta.len(), g.numel(), "model tensor {} does not match its geometry", p.path);
+        update.resize(g.numel(), 0.0);
+        let tensor_peers: Vec<(u16, &EncodedTensor)> = peers.iter().map(|(uid, t)| (*uid, &t[i])).collect();
+        match aggregate_into(&tensor_peers, g, spec, threads, &mut scratch, &mut update) {
+            Ok(()) => {
+                for (x, &u) in theta.iter_mut().zip(&update) {
+                    *x -= lr * u;
+                }
+            }
+            Err(e) => failed.push((p.path.clone(), e)),
+        }
+    }
+    Ok(failed)
 }
 
 /// Deterministic heavy-tailed values shaped like a pseudo-gradient (cubed uniform noise, scale

@@ -192,7 +192,16 @@ fn nodes_with_the_same_payloads_stay_in_sync() {
         m.outer_step(&update.tensors, config.training.outer_learning_rate as f32, threads).expect("step");
         m.fingerprint()
     };
+    let fused = |order: &[usize], threads: usize| {
+        let mut m = genesis.clone();
+        let lr = config.training.outer_learning_rate as f32;
+        let failed = aggregate_and_step(&view(order), &spec, &mut m.tensors, lr, threads).expect("aggregate");
+        assert!(failed.is_empty());
+        m.fingerprint()
+    };
     let a = node(&[0, 1, 2], 1);
+    assert_eq!(a, fused(&[0, 1, 2], 1), "the fused step gives the same model");
+    assert_eq!(a, fused(&[2, 1, 0], 2));
     assert_eq!(a, node(&[2, 0, 1], 4));
     assert_eq!(a, node(&[1, 2, 0], 3));
     assert_ne!(a, genesis.fingerprint());
@@ -248,4 +257,59 @@ fn encode_model_matches_per_tensor_encoding() {
         .collect();
     assert_eq!(a, b);
     assert_eq!(fa, fb);
+}
+
+/// Shapes that split into several bands, with and without the DCT and quantization, thread
+/// counts 1-3: the fast paths give the reference's bits, and the miner step leaves the same
+/// error feedback.
+#[test]
+fn fast_paths_match_the_reference_bit_for_bit() {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    for (shape, chunk, topk) in [
+        (vec![128, 512], 64, 64),
+        (vec![512, 320], 64, 16),
+        (vec![96], 64, 8),
+        (vec![67, 64], 64, 64),
+        (vec![128, 128], 32, 1024),
+    ] {
+        for (dct_on, q) in [(false, Some(2)), (true, Some(2)), (false, None), (true, None)] {
+            let (s, g) = spec(topk, chunk, q, dct_on, shape.clone());
+            let mut bases = dct::Bases::default();
+            let mut x = synthetic_delta(g.numel(), 7);
+            // Ties and extremes in the data too.
+            for (i, v) in x.iter_mut().enumerate().step_by(97) {
+                *v = if i % 2 == 0 { 0.0 } else { -1e-3 };
+            }
+            let fast = encode(&x, &g, &s, &mut bases);
+            let slow = reference::encode(&x, &g, &s, &mut bases);
+            assert_eq!(fast, slow, "encode {shape:?} dct {dct_on} q {q:?}");
+            assert_eq!(bits(&decode(&fast, &g, &s, &mut bases)), bits(&reference::decode(&slow, &g, &s, &mut bases)));
+
+            let delta = synthetic_delta(g.numel(), 11);
+            let start: Vec<f32> = synthetic_delta(g.numel(), 13);
+            let (mut ea, mut eb) = (start.clone(), start.clone());
+            let a = encode_with_feedback(&mut ea, &delta, 0.95, &g, &s, &mut bases);
+            let b = reference::encode_with_feedback(&mut eb, &delta, 0.95, &g, &s, &mut bases);
+            assert_eq!(a, b, "miner step {shape:?} dct {dct_on}");
+            assert_eq!(bits(&ea), bits(&eb), "error feedback {shape:?} dct {dct_on}");
+            for threads in [1, 2, 3] {
+                let mut ec = vec![start.clone()];
+                let c = encode_model(&mut ec, std::slice::from_ref(&delta), 0.95, &s, threads);
+                assert_eq!(c[0], b, "encode_model, {threads} threads");
+                assert_eq!(bits(&ec[0]), bits(&eb));
+            }
+
+            let peers: Vec<EncodedTensor> =
+                (0..5).map(|p| encode(&synthetic_delta(g.numel(), 100 + p), &g, &s, &mut bases)).collect();
+            let refs: Vec<(u16, &EncodedTensor)> = peers.iter().enumerate().map(|(i, t)| (9 - i as u16, t)).collect();
+            let want = bits(&reference::aggregate(&refs, &g, &s, &mut bases).expect("reference aggregate"));
+            assert_eq!(bits(&aggregate(&refs, &g, &s, &mut bases).expect("aggregate")), want);
+            for threads in [1, 2, 3] {
+                let mut out = vec![f32::NAN; g.numel()];
+                let mut scratch = Scratch::default();
+                aggregate_into(&refs, &g, &s, threads, &mut scratch, &mut out).expect("aggregate_into");
+                assert_eq!(bits(&out), want, "aggregate_into, {threads} threads, {shape:?} dct {dct_on}");
+            }
+        }
+    }
 }
