@@ -36,6 +36,7 @@ pub mod model;
 pub mod parallel;
 pub mod params;
 pub mod payload;
+pub mod simd;
 pub mod window;
 
 // I/O at the edges (feature `io`): object storage, dataset reading, node startup, CLI helpers.

@@ -51,6 +51,8 @@ pub struct ModelResult {
 pub struct CodecReport {
     pub preset: String,
     pub cpu: String,
+    /// The vector path the codec took on this CPU (`avx512`, `avx2` or `baseline`).
+    pub simd: &'static str,
     pub params: u64,
     pub peers: usize,
     /// Each timing is the median of this many runs, after one warm-up run.
@@ -200,6 +202,7 @@ pub fn codec(config: &SubnetConfig, bench: &CodecBench) -> CodecReport {
     CodecReport {
         preset: config.preset.name().to_string(),
         cpu: cpu_model(),
+        simd: ferrum_common::simd::widest_name(),
         params,
         peers: bench.peers,
         repeats: bench.repeats,
@@ -220,7 +223,7 @@ impl CodecReport {
     /// A table for people.
     pub fn print(&self) -> std::io::Result<()> {
         outln!(
-            "preset {}: {:.1} M parameters, top-{} of {}×{} blocks, {} bits, dct {}; {}",
+            "preset {}: {:.1} M parameters, top-{} of {}×{} blocks, {} bits, dct {}; {} ({})",
             self.preset,
             self.params as f64 / 1e6,
             self.topk,
@@ -228,7 +231,8 @@ impl CodecReport {
             self.chunk,
             self.quantization_bits.map_or("f32".to_string(), |b| b.to_string()),
             self.dct,
-            self.cpu
+            self.cpu,
+            self.simd
         )?;
         outln!(
             "payload {} bytes: {:.4} bytes/parameter (reference layout {:.4}); medians of {} runs; {} peers aggregated",

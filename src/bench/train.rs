@@ -33,7 +33,8 @@ pub struct TrainReport {
     pub batch_size: u32,
     pub micro_batch_size: u32,
     pub sequence_length: u32,
-    /// Tokens per second over all steps but the first (which includes one-time setup).
+    /// Predicted tokens (sequence length − 1 per sample) per second, over all steps but the
+    /// first (which includes one-time setup).
     pub tokens_per_sec: f64,
     pub mean_step_ms: f64,
     /// Peak resident memory of the process (CPU backends).
@@ -95,7 +96,8 @@ pub async fn train(config: &SubnetConfig, dataset: &Dataset, name: &str, bench: 
         .await??;
 
     let timed_steps = bench.steps.saturating_sub(1).max(1) as f64;
-    let tokens = (batch * u64::from(config.data.sequence_length)) as f64 * timed_steps;
+    // Tokens the model predicts: each sample of t tokens gives t − 1 next-token targets.
+    let tokens = (batch * u64::from(config.data.sequence_length.saturating_sub(1))) as f64 * timed_steps;
     let every = (bench.steps / 50).max(1);
     let ten = losses.len().min(10);
     Ok(TrainReport {

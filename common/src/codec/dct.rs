@@ -38,7 +38,15 @@ impl Bases {
 // of the plain dot products (pinned by `matches_the_plain_formula_bit_for_bit`).
 
 /// `out[a, :] = Σ_b m[a·stride_a + b·stride_b] · rows[b, :]` for an `n × c` block `rows`.
+#[inline(always)]
 fn left_multiply(m: &[f32], stride_a: usize, stride_b: usize, rows: &[f32], n: usize, c: usize, out: &mut [f32]) {
+    if c == 64 {
+        for a in 0..n {
+            let acc = axpy_rows::<64>((0..n).map(|b| (m[a * stride_a + b * stride_b], &rows[b * c..(b + 1) * c])));
+            out[a * c..(a + 1) * c].copy_from_slice(&acc);
+        }
+        return;
+    }
     for a in 0..n {
         let dst = &mut out[a * c..(a + 1) * c];
         dst.fill(0.0);
@@ -52,13 +60,29 @@ fn left_multiply(m: &[f32], stride_a: usize, stride_b: usize, rows: &[f32], n: u
 }
 
 /// `out[:, l] = Σ_j rows[:, j] · m[j·stride_j + l·stride_l]` for an `r × c` block `rows`.
+#[inline(always)]
 fn right_multiply(rows: &[f32], m: &[f32], stride_j: usize, stride_l: usize, r: usize, c: usize, out: &mut [f32]) {
-    // Transposing the basis once makes the inner loop contiguous in `l`.
-    let mut mt = vec![0f32; c * c];
+    // Transposing the basis once makes the inner loop contiguous in `l`; blocks up to 64 wide
+    // (the presets' chunk) do it on the stack, not with an allocation per block.
+    let mut stack = [0f32; 64 * 64];
+    let mut heap = Vec::new();
+    let mt: &mut [f32] = if c * c <= stack.len() {
+        &mut stack[..c * c]
+    } else {
+        heap.resize(c * c, 0.0);
+        &mut heap
+    };
     for j in 0..c {
         for l in 0..c {
             mt[j * c + l] = m[j * stride_j + l * stride_l];
         }
+    }
+    if c == 64 {
+        for i in 0..r {
+            let acc = axpy_rows::<64>((0..c).map(|j| (rows[i * c + j], &mt[j * c..(j + 1) * c])));
+            out[i * c..(i + 1) * c].copy_from_slice(&acc);
+        }
+        return;
     }
     for i in 0..r {
         let dst = &mut out[i * c..(i + 1) * c];
@@ -72,7 +96,26 @@ fn right_multiply(rows: &[f32], m: &[f32], stride_j: usize, stride_l: usize, r: 
     }
 }
 
+/// `Σ w·row` over the terms in order, starting from 0, for rows of a fixed width: the
+/// accumulator stays in registers instead of going back to memory after every term (the
+/// presets' 64-wide blocks). Each element's additions are in the same order as the loops above.
+#[inline(always)]
+fn axpy_rows<'a, const C: usize>(terms: impl Iterator<Item = (f32, &'a [f32])>) -> [f32; C] {
+    let mut acc = [0f32; C];
+    for (w, row) in terms {
+        let row: &[f32; C] = match row.try_into() {
+            Ok(r) => r,
+            Err(_) => unreachable!("rows are C wide"),
+        };
+        for l in 0..C {
+            acc[l] += w * row[l];
+        }
+    }
+    acc
+}
+
 /// `Y = Dr · X · Dcᵀ` for one `r × c` block (row-major), using `tmp` (r·c) as scratch.
+#[inline(always)]
 pub fn forward(x: &mut [f32], r: usize, c: usize, dr: &[f32], dc: &[f32], tmp: &mut [f32]) {
     // tmp[k, :] = Σ_i Dr[k, i] · X[i, :]
     left_multiply(dr, r, 1, x, r, c, tmp);
@@ -81,6 +124,7 @@ pub fn forward(x: &mut [f32], r: usize, c: usize, dr: &[f32], dc: &[f32], tmp: &
 }
 
 /// `X = Drᵀ · Y · Dc`, the inverse of [`forward`].
+#[inline(always)]
 pub fn inverse(y: &mut [f32], r: usize, c: usize, dr: &[f32], dc: &[f32], tmp: &mut [f32]) {
     // tmp[i, :] = Σ_k Dr[k, i] · Y[k, :]
     left_multiply(dr, 1, r, y, r, c, tmp);

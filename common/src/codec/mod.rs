@@ -222,6 +222,21 @@ impl Band<'_> {
 /// Selects the top-k of every block of a band (the input holds just the band), after the
 /// forward DCT when on, appending indices and values.
 fn select_band(
+    x: Band<'_>,
+    g: &Geometry,
+    spec: &CodecSpec,
+    s: &mut Scratch,
+    indices: &mut Vec<u32>,
+    kept: &mut Vec<f32>,
+) {
+    crate::simd::widest(
+        #[inline(always)]
+        || select_band_body(x, g, spec, s, indices, kept),
+    )
+}
+
+#[inline(always)]
+fn select_band_body(
     mut x: Band<'_>,
     g: &Geometry,
     spec: &CodecSpec,
@@ -264,6 +279,14 @@ fn select_band(
 /// `e ← e − decode(sent)` over one band: the sent values only, or with the DCT on, each block's
 /// inverse transform. `j0` is the band's first kept entry in `enc`.
 fn subtract_band(e: &mut [f32], enc: &EncodedTensor, j0: usize, g: &Geometry, spec: &CodecSpec, s: &mut Scratch) {
+    crate::simd::widest(
+        #[inline(always)]
+        || subtract_band_body(e, enc, j0, g, spec, s),
+    )
+}
+
+#[inline(always)]
+fn subtract_band_body(e: &mut [f32], enc: &EncodedTensor, j0: usize, g: &Geometry, spec: &CodecSpec, s: &mut Scratch) {
     let (br, bc, len, k) = (g.block_rows, g.block_cols, g.block_len(), g.k);
     let grid = g.cols / bc;
     let band_blocks = e.len() / len;
@@ -325,6 +348,14 @@ pub fn decode(t: &EncodedTensor, g: &Geometry, spec: &CodecSpec, bases: &mut dct
 /// [`decode`] into `out` (`g.numel()` values, overwritten), so a caller can reuse the buffer.
 pub fn decode_into(t: &EncodedTensor, g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases, out: &mut [f32]) {
     assert_eq!(out.len(), g.numel(), "output size does not match the geometry");
+    crate::simd::widest(
+        #[inline(always)]
+        || decode_body(t, g, spec, bases, out),
+    )
+}
+
+#[inline(always)]
+fn decode_body(t: &EncodedTensor, g: &Geometry, spec: &CodecSpec, bases: &mut dct::Bases, out: &mut [f32]) {
     let (br, bc, len, k) = (g.block_rows, g.block_cols, g.block_len(), g.k);
     let grid = g.cols / bc;
     if !spec.dct {
