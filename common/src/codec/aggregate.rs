@@ -29,12 +29,12 @@ pub enum AggregateError {
 const NORM_EPS: f64 = 1e-8;
 
 /// L2 norm of a peer's decoded values, summed in index order in f64.
-fn norm(t: &EncodedTensor) -> f64 {
+pub(crate) fn norm(t: &EncodedTensor) -> f64 {
     (0..t.indices.len()).map(|j| f64::from(t.value(j)).powi(2)).sum::<f64>().sqrt()
 }
 
 /// Median of a non-empty list; the mean of the two middle values for an even count.
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
     if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
@@ -103,25 +103,13 @@ pub fn aggregate_into(
     let contributors: Vec<Contributor> =
         ordered.iter().zip(factors).map(|((_, t), f)| Contributor::new(t, f)).collect();
     let bands = super::bands(g, super::BAND_TARGET);
-    let finite = if threads <= 1 || bands.len() == 1 {
-        let mut rest: &mut [f32] = out;
-        let mut finite = true;
-        for band in &bands {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(band.range(g).len());
-            rest = tail;
-            finite &= band_sum(&contributors, band.blocks(g).start, g, spec, scratch, head);
-        }
-        finite
+    let jobs = super::split_bands(out, g, &bands);
+    let finite = if threads <= 1 || jobs.len() == 1 {
+        jobs.into_iter()
+            .fold(true, |ok, (band, head)| band_sum(&contributors, band.blocks(g).start, g, spec, scratch, head) && ok)
     } else {
-        let mut jobs = Vec::with_capacity(bands.len());
-        let mut rest: &mut [f32] = out;
-        for band in &bands {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(band.range(g).len());
-            rest = tail;
-            jobs.push((band.blocks(g).start, head));
-        }
-        crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(b0, head), s| {
-            band_sum(&contributors, b0, g, spec, s, head)
+        crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(band, head), s| {
+            band_sum(&contributors, band.blocks(g).start, g, spec, s, head)
         })
         .into_iter()
         .all(|f| f)

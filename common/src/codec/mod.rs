@@ -195,6 +195,19 @@ fn bands(g: &Geometry, target: usize) -> Vec<Rows> {
     (0..total).step_by(per).map(|first| Rows { first, count: per.min(total - first) }).collect()
 }
 
+/// `x` (a whole tensor) cut into the slices of `bands`, in order.
+fn split_bands<'a>(x: &'a mut [f32], g: &Geometry, bands: &[Rows]) -> Vec<(Rows, &'a mut [f32])> {
+    let mut rest = x;
+    bands
+        .iter()
+        .map(|band| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(band.range(g).len());
+            rest = tail;
+            (*band, head)
+        })
+        .collect()
+}
+
 /// Elements per unit of parallel work: large tensors split into bands this size so both cores
 /// stay busy whatever the mix of tensor sizes (small in tests, so small tensors split too).
 const BAND_TARGET: usize = if cfg!(test) { 1 << 13 } else { 1 << 20 };
@@ -420,13 +433,7 @@ pub fn encode_model(
     let mut jobs = Vec::new();
     for (t, ((e, d), bs)) in feedback.iter_mut().zip(delta).zip(&plan).enumerate() {
         let g = &spec.tensors[t].1;
-        let mut rest: &mut [f32] = e;
-        for band in bs {
-            let r = band.range(g);
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
-            rest = tail;
-            jobs.push((t, head, &d[r]));
-        }
+        jobs.extend(split_bands(e, g, bs).into_iter().map(|(band, head)| (t, head, &d[band.range(g)])));
     }
     let picked = crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(t, e, d), s| {
         let g = &spec.tensors[t].1;
@@ -446,13 +453,7 @@ pub fn encode_model(
     let mut jobs = Vec::new();
     for (t, (e, bs)) in feedback.iter_mut().zip(&plan).enumerate() {
         let g = &spec.tensors[t].1;
-        let mut rest: &mut [f32] = e;
-        for band in bs {
-            let r = band.range(g);
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
-            rest = tail;
-            jobs.push((t, head, band.blocks(g).start * g.k));
-        }
+        jobs.extend(split_bands(e, g, bs).into_iter().map(|(band, head)| (t, head, band.blocks(g).start * g.k)));
     }
     crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(t, e, j0), s| {
         subtract_band(e, &encoded[t], j0, &spec.tensors[t].1, spec, s);

@@ -1,7 +1,7 @@
 //! The codec as first written, kept as the definition the fast paths are held to bit for bit
 //! (tests only).
 
-use super::aggregate::AggregateError;
+use super::aggregate::{AggregateError, median, norm};
 use super::{CodecSpec, EncodedTensor, Geometry, Values, dct, quant};
 
 const NORM_EPS: f64 = 1e-8;
@@ -94,18 +94,6 @@ pub fn encode_with_feedback(
         *e -= s;
     }
     enc
-}
-
-/// L2 norm of a peer's decoded values, summed in index order in f64.
-fn norm(t: &EncodedTensor) -> f64 {
-    (0..t.indices.len()).map(|j| f64::from(t.value(j)).powi(2)).sum::<f64>().sqrt()
-}
-
-/// Median of a non-empty list; the mean of the two middle values for an even count.
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
 }
 
 /// Aggregates one tensor over peers `(uid, tensor)`:

@@ -6,15 +6,14 @@ fn config() -> SubnetConfig {
 }
 
 fn honest(gain: f64) -> Outcome {
+    received(5.0 - 2.0 * gain, 5.0 - gain, Some(0))
+}
+
+/// A payload with losses measured from 5.0 before, and its lag.
+fn received(own_after: f64, random_after: f64, lag: Option<u64>) -> Outcome {
     Outcome::Received {
-        losses: Some(Losses {
-            own_before: 5.0,
-            own_after: 5.0 - 2.0 * gain,
-            random_before: 5.0,
-            random_after: 5.0 - gain,
-            references: Vec::new(),
-        }),
-        lag: Some(0),
+        losses: Some(Losses { own_before: 5.0, own_after, random_before: 5.0, random_after, references: Vec::new() }),
+        lag,
         copy_of: None,
     }
 }
@@ -45,60 +44,15 @@ fn honest_miners_take_the_weight_and_cheats_get_reasons() {
     let mut ledger = Ledger::default();
     let mut last = None;
     for w in 0..12u64 {
-        let noise = Outcome::Received {
-            losses: Some(Losses {
-                own_before: 5.0,
-                own_after: 6.0,
-                random_before: 5.0,
-                random_after: 6.1,
-                references: Vec::new(),
-            }),
-            lag: Some(0),
-            copy_of: None,
-        };
-        let zeros = Outcome::Received {
-            losses: Some(Losses {
-                own_before: 5.0,
-                own_after: 5.0,
-                random_before: 5.0,
-                random_after: 5.0,
-                references: Vec::new(),
-            }),
-            lag: Some(0),
-            copy_of: None,
-        };
-        let wrong_data = Outcome::Received {
-            losses: Some(Losses {
-                own_before: 5.0,
-                own_after: 4.95,
-                random_before: 5.0,
-                random_after: 4.9,
-                references: Vec::new(),
-            }),
-            lag: Some(0),
-            copy_of: None,
-        };
-        let stale = Outcome::Received {
-            losses: Some(Losses {
-                own_before: 5.0,
-                own_after: 4.8,
-                random_before: 5.0,
-                random_after: 4.9,
-                references: Vec::new(),
-            }),
-            lag: None,
-            copy_of: None,
-        };
-        let copier = Outcome::Received {
-            losses: Some(Losses {
-                own_before: 5.0,
-                own_after: 4.8,
-                random_before: 5.0,
-                random_after: 4.9,
-                references: Vec::new(),
-            }),
-            lag: Some(0),
-            copy_of: Some(CopyOf { uid: 1, overlap: 1.0, identical: true }),
+        let noise = received(6.0, 6.1, Some(0));
+        let zeros = received(5.0, 5.0, Some(0));
+        let wrong_data = received(4.95, 4.9, Some(0));
+        let stale = received(4.8, 4.9, None);
+        let copier = match received(4.8, 4.9, Some(0)) {
+            Outcome::Received { losses, lag, .. } => {
+                Outcome::Received { losses, lag, copy_of: Some(CopyOf { uid: 1, overlap: 1.0, identical: true }) }
+            }
+            other => other,
         };
         let report = ledger.update(
             &input(
