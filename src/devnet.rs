@@ -183,8 +183,8 @@ impl Devnet {
             // The test model has about 100 K parameters: at the subnet's 64 values of every
             // 4,096 an update carries too little of what a miner learned from its own samples
             // for the Gauntlet's own-data test to see it in a dozen windows (the honest miners
-            // beat every reference in 45-72 % of their windows, a wrong-data miner in 27-36 %);
-            // a quarter of each block makes that 81 % against 32 % (docs/performance.md).
+            // beat every reference in 64 % of their windows, a wrong-data miner in 35 %); a
+            // quarter of each block makes that 82-86 % against 18-33 % (docs/performance.md).
             config.compression.topk = config.compression.chunk.pow(2) / 4;
         }
         if !matches!(config.data.tokenizer.as_str(), "bytes") {
