@@ -2,8 +2,6 @@
 //! aggregates, as a pure function of chain state at the window's boundary, and the bucket
 //! commitment that tells nodes where a peer's payloads are.
 
-use std::collections::BTreeSet;
-
 use crate::hotkey::Hotkey;
 
 /// Domain separation for the tie-break rank.
@@ -28,28 +26,26 @@ pub struct Peer {
     pub validator: bool,
 }
 
-/// The gather set's size and exclusions (the config's `weights.tiers` sizes, the burn uid,
-/// and uids the validators excluded).
+/// The gather set's size (the config's `weights.tiers` sizes) and the burn uid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatherRules {
     pub gather_peers: usize,
     pub reserve_peers: usize,
     pub burn_uid: u16,
-    pub excluded: BTreeSet<u16>,
 }
 
 /// The peers whose payloads are tried for a window, best first: the first `gather_peers` are
 /// the primary set, the rest (at most `reserve_peers`) replace missing or invalid payloads in
 /// order.
 ///
-/// Eligible: a committed bucket, not the burn uid, not excluded. Ranked by on-chain incentive,
+/// Eligible: a committed bucket, not the burn uid. Ranked by on-chain incentive,
 /// highest first; ties (all of them on a new subnet, where no incentive has been paid yet) are
 /// broken by `blake3-derive(RANK_CONTEXT, boundary_hash ‖ le16(uid))`, smallest first, so the
 /// order changes every window and favours no uid.
 pub fn candidates(peers: &[Peer], boundary_hash: &[u8; 32], rules: &GatherRules) -> Vec<Peer> {
     let mut eligible: Vec<(u16, [u8; 32], &Peer)> = peers
         .iter()
-        .filter(|p| p.bucket.is_some() && !p.validator && p.uid != rules.burn_uid && !rules.excluded.contains(&p.uid))
+        .filter(|p| p.bucket.is_some() && !p.validator && p.uid != rules.burn_uid)
         .map(|p| (p.incentive, tie_break(boundary_hash, p.uid), p))
         .collect();
     eligible.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -120,6 +116,7 @@ pub fn parse_commitment(data: &[u8]) -> Option<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn peer(uid: u16, incentive: u16, bucket: bool) -> Peer {
         Peer {
@@ -132,7 +129,7 @@ mod tests {
     }
 
     fn rules(gather: usize, reserve: usize) -> GatherRules {
-        GatherRules { gather_peers: gather, reserve_peers: reserve, burn_uid: 0, excluded: BTreeSet::new() }
+        GatherRules { gather_peers: gather, reserve_peers: reserve, burn_uid: 0 }
     }
 
     fn uids(c: &[Peer]) -> Vec<u16> {
@@ -171,9 +168,6 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (1..=8).collect::<Vec<u16>>());
-        let mut excluded = rules(8, 0);
-        excluded.excluded.insert(a[0]);
-        assert!(!uids(&candidates(&peers, &[1; 32], &excluded)).contains(&a[0]));
     }
 
     /// docs/protocol.md §13 test vector, checked with the Python `blake3` package.

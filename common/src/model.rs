@@ -29,6 +29,14 @@ pub enum StepError {
     TensorSize { path: String, expected: usize, got: usize },
 }
 
+/// The outer step on one tensor, `θ ← θ − lr·Δ` in plain f32 (docs/protocol.md §9): the one
+/// place every node's step is computed.
+pub fn step_tensor(theta: &mut [f32], update: &[f32], lr: f32) {
+    for (p, &g) in theta.iter_mut().zip(update) {
+        *p -= lr * g;
+    }
+}
+
 /// The master copy of the model parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MasterModel {
@@ -124,16 +132,7 @@ impl MasterModel {
         }
         let work: Vec<(&mut Vec<f32>, &Vec<f32>)> =
             self.tensors.iter_mut().zip(updates).filter_map(|(t, u)| u.as_ref().map(|u| (t, u))).collect();
-        crate::parallel::map(
-            work,
-            threads,
-            || (),
-            |(t, u), _| {
-                for (p, &g) in t.iter_mut().zip(u.iter()) {
-                    *p -= lr * g;
-                }
-            },
-        );
+        crate::parallel::map(work, threads, || (), |(t, u), _| step_tensor(t, u, lr));
         Ok(())
     }
 }

@@ -2,41 +2,9 @@
 //! and results come back in item order, so the split never changes a result.
 
 /// Runs `f` on every item, on up to `threads` scoped threads; `init` makes each thread's own
-/// scratch state (e.g. DCT bases). Results are in item order.
+/// scratch state (e.g. DCT bases). Threads take the next item as they finish one, so items of
+/// uneven size still keep every thread busy. Results are in item order.
 pub fn map<I: Send, S, T: Send>(
-    items: Vec<I>,
-    threads: usize,
-    init: impl Fn() -> S + Sync,
-    f: impl Fn(I, &mut S) -> T + Sync,
-) -> Vec<T> {
-    let per = items.len().div_ceil(threads.max(1)).max(1);
-    let mut chunks: Vec<Vec<I>> = Vec::new();
-    let mut rest = items.into_iter();
-    loop {
-        let chunk: Vec<I> = rest.by_ref().take(per).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    let (f, init) = (&f, &init);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut state = init();
-                    chunk.into_iter().map(|item| f(item, &mut state)).collect::<Vec<T>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    })
-}
-
-/// As [`map`], but threads take the next item as they finish one, so items of uneven size
-/// still keep every thread busy. Results are in item order.
-pub fn map_dynamic<I: Send, S, T: Send>(
     items: Vec<I>,
     threads: usize,
     init: impl Fn() -> S + Sync,
@@ -96,10 +64,5 @@ mod tests {
             assert_eq!(out, (0..20).map(|i| i * i).collect::<Vec<_>>(), "threads {threads}");
         }
         assert!(super::map(Vec::<u8>::new(), 4, || (), |i, _| i).is_empty());
-        for threads in [0, 1, 2, 5] {
-            let out = super::map_dynamic((0..50).collect(), threads, || (), |i: usize, _| i * 3);
-            assert_eq!(out, (0..50).map(|i| i * 3).collect::<Vec<_>>(), "dynamic, threads {threads}");
-        }
-        assert!(super::map_dynamic(Vec::<u8>::new(), 4, || (), |i, _| i).is_empty());
     }
 }

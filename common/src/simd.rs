@@ -7,45 +7,55 @@
 //! multiply and an add into a fused one, nor reorder float sums, whatever the target features.
 #![allow(unsafe_code)]
 
+/// The vector paths [`widest`] chooses between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+/// What this CPU has (the standard library caches the CPUID answers).
+fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
+            return Level::Avx512;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
 /// Runs `f` compiled for the widest vector unit this CPU has. `f` should be a closure marked
 /// `#[inline(always)]` that calls `#[inline(always)]` code, so that all of it is compiled
 /// inside the wrapper for the chosen features (code it merely calls runs as compiled).
 #[inline(always)]
 pub fn widest<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512dq")
-            && std::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the CPU has every feature `avx512` is compiled for (checked just above).
-            return unsafe { avx512(f) };
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { avx2(f) };
-        }
+    match level() {
+        // SAFETY: `level` found every feature `avx512` is compiled for on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512(f) },
+        // SAFETY: `level` found AVX2 on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2(f) },
+        _ => f(),
     }
-    f()
 }
 
 /// The name of the path [`widest`] takes on this CPU, for benchmark reports.
 pub fn widest_name() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512dq")
-            && std::is_x86_feature_detected!("avx512vl")
-        {
-            return "avx512";
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            return "avx2";
-        }
+    match level() {
+        Level::Avx512 => "avx512",
+        Level::Avx2 => "avx2",
+        Level::Baseline => "baseline",
     }
-    "baseline"
 }
 
 #[cfg(target_arch = "x86_64")]

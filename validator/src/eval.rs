@@ -16,7 +16,8 @@ pub struct Candidate {
     pub uid: u16,
     pub tensors: Vec<EncodedTensor>,
     pub own: Vec<Vec<u32>>,
-    /// Whether its update may serve as another miner's control: in sync, not a copy, not empty.
+    /// Whether its update may serve as another miner's control: in sync, not an identical copy,
+    /// not empty.
     pub may_reference: bool,
 }
 
@@ -26,8 +27,6 @@ pub struct EvalJob {
     pub base: Arc<MasterModel>,
     pub random: Vec<Vec<u32>>,
     pub candidates: Vec<Candidate>,
-    /// (later uploader, the upload it copies): never each other's control.
-    pub copies: Vec<(u16, u16)>,
     /// Reference updates per candidate (`gauntlet.binary_reference_peers`).
     pub reference_peers: usize,
 }
@@ -92,7 +91,7 @@ fn measure(e: &Evaluator, spec: &CodecSpec, step: f32, job: &EvalJob) -> Reply {
         .filter(|(c, l)| c.may_reference && l.gradient_score() > 0.0)
         .map(|(c, _)| c.uid)
         .collect();
-    let plan = rules::references(&order, &eligible, &job.copies, job.reference_peers);
+    let plan = rules::references(&order, &eligible, job.reference_peers);
     for (j, c) in job.candidates.iter().enumerate() {
         let users: Vec<usize> =
             plan.iter().enumerate().filter(|(_, (_, r))| r.contains(&c.uid)).map(|(i, _)| i).collect();

@@ -307,21 +307,20 @@ impl Validator {
             .unwrap_or_default();
         let random = self.read(&random_idx).await;
         received.sort_by_key(|(peer, _, _)| gather::tie_break(&seed, peer.uid));
+        let lags: BTreeMap<u16, Option<u64>> =
+            received.iter().map(|(peer, _, p)| (peer.uid, rules::lag(&p.header.base_fingerprint, &recent))).collect();
         let budget = g.uids_per_window as usize;
         let mut candidates = Vec::new();
         for (peer, _, payload) in received.iter().take(budget) {
             let assigned = self.sync.assigned(w, peer.uid, &peer.hotkey);
             let own = self.read(&assigned[..assigned.len().min(g.own_eval_samples as usize)]).await;
             if !own.is_empty() && !random.is_empty() {
-                let in_sync = rules::lag(&payload.header.base_fingerprint, &recent) == Some(0);
+                // Not a copy of an earlier upload (it would be its own original's control).
                 let identical = copies.get(&peer.uid).is_some_and(|c| c.identical);
-                let may_reference = in_sync && !identical && !is_empty_update(&payload.tensors);
+                let may_reference = lags[&peer.uid] == Some(0) && !identical && !is_empty_update(&payload.tensors);
                 candidates.push(Candidate { uid: peer.uid, tensors: payload.tensors.clone(), own, may_reference });
             }
         }
-        // Honest updates overlap heavily early on; only an identical update is no control.
-        let copy_pairs: Vec<(u16, u16)> =
-            copies.iter().filter(|(_, c)| c.identical).map(|(later, c)| (*later, c.uid)).collect();
         let losses: BTreeMap<u16, Losses> = if candidates.is_empty() {
             BTreeMap::new()
         } else {
@@ -331,7 +330,6 @@ impl Validator {
                     base: p.base.clone(),
                     random,
                     candidates,
-                    copies: copy_pairs,
                     reference_peers: g.binary_reference_peers as usize,
                 })
                 .await
@@ -343,11 +341,10 @@ impl Validator {
                 }
             }
         };
-        for (peer, _, payload) in &received {
-            let lag = rules::lag(&payload.header.base_fingerprint, &recent);
+        for (peer, _, _) in &received {
             let outcome = Outcome::Received {
                 losses: losses.get(&peer.uid).cloned(),
-                lag,
+                lag: lags[&peer.uid],
                 copy_of: copies.get(&peer.uid).copied(),
             };
             outcomes.insert(peer.uid, (peer.hotkey.to_ss58(), outcome));

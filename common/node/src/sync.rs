@@ -1,7 +1,7 @@
 //! Gathering and applying one window's payloads: what every honest node does identically, so
 //! that all of them hold the same model afterwards (docs/protocol.md §13).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -111,8 +111,6 @@ pub struct Sync {
     pub schedule: WindowSchedule,
     /// Threads for aggregation and the outer step.
     pub threads: usize,
-    /// Uids the validators excluded (none until validators publish exclusions).
-    pub excluded: BTreeSet<u16>,
     stores: Mutex<HashMap<String, Store>>,
 }
 
@@ -130,7 +128,6 @@ impl Sync {
             dataset,
             dataset_samples,
             threads: threads.max(1),
-            excluded: BTreeSet::new(),
             stores: Mutex::new(HashMap::new()),
         }
     }
@@ -152,7 +149,6 @@ impl Sync {
             gather_peers: tiers.gather_peers as usize,
             reserve_peers: tiers.reserve_peers as usize,
             burn_uid: self.config.weights.burn_uid,
-            excluded: self.excluded.clone(),
         };
         Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules) })
     }

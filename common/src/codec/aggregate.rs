@@ -108,7 +108,7 @@ pub fn aggregate_into(
         jobs.into_iter()
             .fold(true, |ok, (band, head)| band_sum(&contributors, band.blocks(g).start, g, spec, scratch, head) && ok)
     } else {
-        crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(band, head), s| {
+        crate::parallel::map(jobs, threads, Scratch::default, |(band, head), s| {
             band_sum(&contributors, band.blocks(g).start, g, spec, s, head)
         })
         .into_iter()

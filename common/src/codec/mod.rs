@@ -435,7 +435,7 @@ pub fn encode_model(
         let g = &spec.tensors[t].1;
         jobs.extend(split_bands(e, g, bs).into_iter().map(|(band, head)| (t, head, &d[band.range(g)])));
     }
-    let picked = crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(t, e, d), s| {
+    let picked = crate::parallel::map(jobs, threads, Scratch::default, |(t, e, d), s| {
         let g = &spec.tensors[t].1;
         let blocks = e.len() / g.block_len();
         let (mut indices, mut kept) = (Vec::with_capacity(blocks * g.k), Vec::with_capacity(blocks * g.k));
@@ -455,58 +455,17 @@ pub fn encode_model(
         let g = &spec.tensors[t].1;
         jobs.extend(split_bands(e, g, bs).into_iter().map(|(band, head)| (t, head, band.blocks(g).start * g.k)));
     }
-    crate::parallel::map_dynamic(jobs, threads, Scratch::default, |(t, e, j0), s| {
+    crate::parallel::map(jobs, threads, Scratch::default, |(t, e, j0), s| {
         subtract_band(e, &encoded[t], j0, &spec.tensors[t].1, spec, s);
     });
     encoded
 }
 
-/// The whole model's aggregate: per tensor the dense update, or `None` where that tensor could
-/// not be aggregated (the outer step then leaves it), with the reason kept for the logs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelUpdate {
-    /// One entry per tensor of the layout, in layout order.
-    pub tensors: Vec<Option<Vec<f32>>>,
-    /// `(tensor path, why)` for every `None` above.
-    pub failed: Vec<(String, AggregateError)>,
-}
-
-/// Every node's whole-model aggregation: for each tensor, [`aggregate`] over the peers
-/// `(uid, tensors)`. A peer that does not hold one tensor per layout entry is refused whole.
-pub fn aggregate_model(
-    peers: &[(u16, &[EncodedTensor])],
-    spec: &CodecSpec,
-    threads: usize,
-) -> Result<ModelUpdate, AggregateError> {
-    if peers.is_empty() {
-        return Err(AggregateError::NoPeers);
-    }
-    if let Some((uid, t)) = peers.iter().find(|(_, t)| t.len() != spec.tensors.len()) {
-        return Err(AggregateError::TensorCount { uid: *uid, got: t.len(), expected: spec.tensors.len() });
-    }
-    let ids: Vec<usize> = (0..spec.tensors.len()).collect();
-    let results = crate::parallel::map(ids, threads, dct::Bases::default, |i, bases| {
-        let tensor_peers: Vec<(u16, &EncodedTensor)> = peers.iter().map(|(uid, t)| (*uid, &t[i])).collect();
-        aggregate(&tensor_peers, &spec.tensors[i].1, spec, bases)
-    });
-    let mut update = ModelUpdate { tensors: Vec::with_capacity(results.len()), failed: Vec::new() };
-    for (r, (p, _)) in results.into_iter().zip(&spec.tensors) {
-        match r {
-            Ok(t) => update.tensors.push(Some(t)),
-            Err(e) => {
-                update.failed.push((p.path.clone(), e));
-                update.tensors.push(None);
-            }
-        }
-    }
-    Ok(update)
-}
-
-/// Every node's window step in one pass per tensor: the aggregate of the peers (as
-/// [`aggregate_model`]) applied at once as `θ ← θ − lr·Δ`, through one reused buffer, so the
-/// dense update of the whole model never exists (4.4 GB for the 1B preset). The bits equal
-/// [`aggregate_model`] followed by [`MasterModel::outer_step`](crate::model::MasterModel::outer_step).
-/// A tensor that cannot be aggregated is left as it is and listed with the reason.
+/// Every node's window step: for each tensor, [`aggregate`] over the peers `(uid, tensors)`,
+/// applied at once as `θ ← θ − lr·Δ` ([`step_tensor`](crate::model::step_tensor)) through one
+/// reused buffer, so the dense update of the whole model never exists (4.4 GB for the 1B
+/// preset). A peer that does not hold one tensor per layout entry is refused whole; a tensor
+/// that cannot be aggregated is left as it is and listed with the reason.
 pub fn aggregate_and_step(
     peers: &[(u16, &[EncodedTensor])],
     spec: &CodecSpec,
@@ -529,11 +488,7 @@ pub fn aggregate_and_step(
         update.resize(g.numel(), 0.0);
         let tensor_peers: Vec<(u16, &EncodedTensor)> = peers.iter().map(|(uid, t)| (*uid, &t[i])).collect();
         match aggregate_into(&tensor_peers, g, spec, threads, &mut scratch, &mut update) {
-            Ok(()) => {
-                for (x, &u) in theta.iter_mut().zip(&update) {
-                    *x -= lr * u;
-                }
-            }
+            Ok(()) => crate::model::step_tensor(theta, &update, lr),
             Err(e) => failed.push((p.path.clone(), e)),
         }
     }

@@ -185,33 +185,39 @@ fn nodes_with_the_same_payloads_stay_in_sync() {
     let view = |order: &[usize]| -> Vec<(u16, &[EncodedTensor])> {
         order.iter().map(|&k| (payloads[k].0, payloads[k].1.as_slice())).collect()
     };
-    let node = |order: &[usize], threads: usize| {
+    let lr = config.training.outer_learning_rate as f32;
+    // The definition: each tensor's aggregate, then the outer step over the whole model.
+    let definition = |order: &[usize]| {
         let mut m = genesis.clone();
-        let update = aggregate_model(&view(order), &spec, threads).expect("aggregate");
-        assert!(update.failed.is_empty() && update.tensors.iter().all(Option::is_some));
-        m.outer_step(&update.tensors, config.training.outer_learning_rate as f32, threads).expect("step");
+        let mut bases = dct::Bases::default();
+        let updates: Vec<Option<Vec<f32>>> = (0..spec.tensors.len())
+            .map(|i| {
+                let peers: Vec<(u16, &EncodedTensor)> = view(order).iter().map(|(u, t)| (*u, &t[i])).collect();
+                Some(aggregate(&peers, &spec.tensors[i].1, &spec, &mut bases).expect("aggregate"))
+            })
+            .collect();
+        m.outer_step(&updates, lr, 1).expect("step");
         m.fingerprint()
     };
-    let fused = |order: &[usize], threads: usize| {
+    let node = |order: &[usize], threads: usize| {
         let mut m = genesis.clone();
-        let lr = config.training.outer_learning_rate as f32;
         let failed = aggregate_and_step(&view(order), &spec, &mut m.tensors, lr, threads).expect("aggregate");
         assert!(failed.is_empty());
         m.fingerprint()
     };
-    let a = node(&[0, 1, 2], 1);
-    assert_eq!(a, fused(&[0, 1, 2], 1), "the fused step gives the same model");
-    assert_eq!(a, fused(&[2, 1, 0], 2));
+    let a = definition(&[0, 1, 2]);
+    assert_eq!(a, node(&[0, 1, 2], 1), "the fused step gives the defined model");
     assert_eq!(a, node(&[2, 0, 1], 4));
     assert_eq!(a, node(&[1, 2, 0], 3));
     assert_ne!(a, genesis.fingerprint());
     assert_ne!(a, node(&[0, 1], 2), "a different peer set gives a different model");
 }
 
-/// `aggregate_model` is public: peers built by hand with a tensor missing, or with fewer values
-/// than indices, are refused with the reason, never indexed out of bounds.
+/// `aggregate_and_step` is public: peers built by hand with a tensor missing, or with fewer
+/// values than indices, are refused with the reason, never indexed out of bounds, and a tensor
+/// that cannot be aggregated is left as it was.
 #[test]
-fn aggregate_model_refuses_malformed_peers_with_the_reason() {
+fn aggregate_and_step_refuses_malformed_peers_with_the_reason() {
     let config = Preset::Test.config();
     let spec = CodecSpec::new(&config);
     let genesis = crate::model::MasterModel::genesis(&config);
@@ -220,11 +226,13 @@ fn aggregate_model_refuses_malformed_peers_with_the_reason() {
     let mut feedback: Vec<Vec<f32>> = genesis.tensors.iter().map(|t| vec![0.0; t.len()]).collect();
     let good = encode_model(&mut feedback, &delta, 0.9, &spec, 1);
     let short = &good[..good.len() - 1];
+    let mut m = genesis.clone();
     assert_eq!(
-        aggregate_model(&[(1, &good), (2, short)], &spec, 1),
+        aggregate_and_step(&[(1, &good), (2, short)], &spec, &mut m.tensors, 1.0, 1),
         Err(AggregateError::TensorCount { uid: 2, got: good.len() - 1, expected: good.len() })
     );
-    assert_eq!(aggregate_model(&[], &spec, 1), Err(AggregateError::NoPeers));
+    assert_eq!(aggregate_and_step(&[], &spec, &mut m.tensors, 1.0, 1), Err(AggregateError::NoPeers));
+    assert_eq!(m, genesis, "a refused set changes nothing");
     let mut bad = good.clone();
     match &mut bad[1].values {
         Values::Quantized(q) => {
@@ -234,11 +242,13 @@ fn aggregate_model_refuses_malformed_peers_with_the_reason() {
             v.pop();
         }
     }
-    let update = aggregate_model(&[(1, &good), (2, &bad)], &spec, 2).expect("other tensors aggregate");
-    assert!(update.tensors[1].is_none() && update.tensors[0].is_some());
-    assert_eq!(update.failed.len(), 1);
-    assert_eq!(update.failed[0].0, spec.tensors[1].0.path);
-    assert!(matches!(update.failed[0].1, AggregateError::ValueCount { uid: 2, .. }), "{:?}", update.failed);
+    let failed =
+        aggregate_and_step(&[(1, &good), (2, &bad)], &spec, &mut m.tensors, 1.0, 2).expect("other tensors aggregate");
+    assert_eq!(m.tensors[1], genesis.tensors[1], "the failed tensor is left as it was");
+    assert_ne!(m.tensors[0], genesis.tensors[0]);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, spec.tensors[1].0.path);
+    assert!(matches!(failed[0].1, AggregateError::ValueCount { uid: 2, .. }), "{failed:?}");
 }
 
 #[test]
