@@ -53,6 +53,8 @@ pub struct DevnetOptions {
     /// Weights by commit and reveal (the subnet's epochs are then 10 blocks, so reveals come
     /// within a few windows).
     pub commit_reveal: bool,
+    /// Prepared training and held-out datasets (folders) to use instead of generated ones.
+    pub datasets: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for DevnetOptions {
@@ -70,6 +72,7 @@ impl Default for DevnetOptions {
             eval_samples: 64,
             threads: 1,
             commit_reveal: false,
+            datasets: None,
         }
     }
 }
@@ -173,33 +176,8 @@ impl Devnet {
     /// Prepares data, config and chain under `opts.dir` (node state there is wiped; the
     /// dataset is kept and reused), registers the miners and starts them.
     pub async fn start(opts: &DevnetOptions) -> Result<Devnet> {
-        let preset = Preset::from_name(&opts.preset)
-            .with_context(|| format!("unknown preset `{}`: use one of {}", opts.preset, Preset::names()))?;
-        let (mut config, source) = match &opts.config {
-            Some(c) => (c.clone(), "the config file".to_string()),
-            None => (preset.config(), format!("preset {}", opts.preset)),
-        };
-        if opts.config.is_none() && preset == Preset::Test {
-            // The test model has about 100 K parameters: at the subnet's 64 values of every
-            // 4,096 an update carries too little of what a miner learned from its own samples
-            // for the Gauntlet's own-data test to see it in a dozen windows (the honest miners
-            // beat every reference in 64 % of their windows, a wrong-data miner in 35 %); a
-            // quarter of each block makes that 82-86 % against 18-33 % (docs/performance.md).
-            config.compression.topk = config.compression.chunk.pow(2) / 4;
-        }
-        if !matches!(config.data.tokenizer.as_str(), "bytes") {
-            bail!("the devnet makes its data with the bytes tokenizer; {source} uses {}", config.data.tokenizer);
-        }
-        config.windows.put_window_secs = opts.put_window_secs;
-        if let Some(steps) = opts.inner_steps {
-            config.training.inner_steps = steps;
-        }
-        // Small models learn their own samples only a little more than any others: the
-        // validator looks at all of a miner's samples, and four times as many random ones (the
-        // random-data term is most of the noise in the own-data test), to see it.
-        let all = u32::try_from(config.samples_per_window()).unwrap_or(u32::MAX);
-        config.gauntlet.own_eval_samples = all;
-        config.gauntlet.random_eval_samples = 4 * all;
+        let mut config =
+            tuned_config(&opts.preset, opts.config.as_ref(), Some(opts.put_window_secs), opts.inner_steps)?;
         std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
         let dir = std::fs::canonicalize(&opts.dir)?;
         let nodes = dir.join("nodes");
@@ -207,10 +185,20 @@ impl Devnet {
             std::fs::remove_dir_all(&nodes).with_context(|| format!("clearing {}", nodes.display()))?;
         }
         let tokens = 4 * config.samples_per_window() * u64::from(config.data.sequence_length) * 16;
-        let dataset = make_dataset(&dir.join("dataset"), &config, tokens.max(1 << 20), 0).await?;
-        let heldout_ds = make_dataset(&dir.join("heldout"), &config, 1 << 18, 1).await?;
+        let (train_dir, dataset, heldout_ds) = match &opts.datasets {
+            Some((train, heldout)) => {
+                let (t, h) = (train.display().to_string(), heldout.display().to_string());
+                let ds = Dataset::open_url(&t, &config.storage).await?;
+                (train.clone(), ds, Dataset::open_url(&h, &config.storage).await?)
+            }
+            None => (
+                dir.join("dataset"),
+                make_dataset(&dir.join("dataset"), &config, tokens.max(1 << 20), 0).await?,
+                make_dataset(&dir.join("heldout"), &config, 1 << 18, 1).await?,
+            ),
+        };
         config.data.dataset_id = Some(dataset.id().to_string());
-        config.storage.dataset_url = dir.join("dataset").display().to_string();
+        config.storage.dataset_url = std::fs::canonicalize(&train_dir)?.display().to_string();
         config.storage.url = nodes.display().to_string();
         if let Err(errors) = config.validate() {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -311,6 +299,11 @@ impl Devnet {
     /// The uids of the nodes (miners and validators).
     pub fn miner_uids(&self) -> Vec<u16> {
         self.miners.keys().copied().collect()
+    }
+
+    /// The hotkey of the node at `uid`.
+    pub fn hotkey(&self, uid: u16) -> Option<ferrum_common::Hotkey> {
+        self.miners.get(&uid).map(|s| s.keypair.hotkey())
     }
 
     /// A node's role.
@@ -654,6 +647,47 @@ pub async fn run(opts: &DevnetOptions, mut each: impl FnMut(&WindowSummary)) -> 
     })
 }
 
+/// The subnet config a devnet or localnet runs: the given file, else the preset's, with the
+/// settings that make a small model's subnet show its behaviour in a few windows.
+pub fn tuned_config(
+    preset: &str,
+    file: Option<&SubnetConfig>,
+    put_window_secs: Option<u64>,
+    inner_steps: Option<u32>,
+) -> Result<SubnetConfig> {
+    let preset_name = preset;
+    let preset = Preset::from_name(preset_name)
+        .with_context(|| format!("unknown preset `{preset_name}`: use one of {}", Preset::names()))?;
+    let (mut config, source) = match file {
+        Some(c) => (c.clone(), "the config file".to_string()),
+        None => (preset.config(), format!("preset {preset_name}")),
+    };
+    if file.is_none() && preset == Preset::Test {
+        // The test model has about 100 K parameters: at the subnet's 64 values of every
+        // 4,096 an update carries too little of what a miner learned from its own samples
+        // for the Gauntlet's own-data test to see it in a dozen windows (the honest miners
+        // beat every reference in 64 % of their windows, a wrong-data miner in 35 %); a
+        // quarter of each block makes that 82-86 % against 18-33 % (docs/performance.md).
+        config.compression.topk = config.compression.chunk.pow(2) / 4;
+    }
+    if !matches!(config.data.tokenizer.as_str(), "bytes") {
+        bail!("the devnet makes its data with the bytes tokenizer; {source} uses {}", config.data.tokenizer);
+    }
+    if let Some(secs) = put_window_secs {
+        config.windows.put_window_secs = secs;
+    }
+    if let Some(steps) = inner_steps {
+        config.training.inner_steps = steps;
+    }
+    // Small models learn their own samples only a little more than any others: the
+    // validator looks at all of a miner's samples, and four times as many random ones (the
+    // random-data term is most of the noise in the own-data test), to see it.
+    let all = u32::try_from(config.samples_per_window()).unwrap_or(u32::MAX);
+    config.gauntlet.own_eval_samples = all;
+    config.gauntlet.random_eval_samples = 4 * all;
+    Ok(config)
+}
+
 async fn block_timestamp(chain: &LocalChain, number: u64) -> Result<u64> {
     use futures::StreamExt;
     match chain.blocks(number).next().await {
@@ -668,7 +702,7 @@ fn now_ms() -> u64 {
 }
 
 /// A dataset of synthetic text in `dir`, reused when it is already there.
-async fn make_dataset(dir: &Path, config: &SubnetConfig, bytes: u64, seed: u64) -> Result<Dataset> {
+pub async fn make_dataset(dir: &Path, config: &SubnetConfig, bytes: u64, seed: u64) -> Result<Dataset> {
     if dir.join(ferrum_common::keys::DATASET_MANIFEST).exists()
         && let Ok(ds) = Dataset::open_url(&dir.display().to_string(), &config.storage).await
         && ds.check_config(config).is_ok()

@@ -2,7 +2,10 @@
 //! quick start and the devnet harness. The CLI in `main.rs` is a thin layer over these.
 
 pub mod bench;
+pub mod config_reference;
 pub mod devnet;
+pub mod export;
+pub mod localnet;
 pub mod prepare;
 pub mod quickstart;
 pub mod synth;

@@ -33,8 +33,6 @@ enum Command {
     /// Measure performance (build with --release).
     #[command(subcommand)]
     Bench(BenchCmd),
-    /// Build a dataset from generated text, then show the config, the assignment of a few dev
-    /// miners and one of their samples read back through the storage layer.
     /// Run a whole subnet in this process, offline: an in-process chain, local stores, N miners
     /// on generated data. Prints, per window, the global model's held-out loss, the bytes
     /// uploaded, the peers aggregated and whether every node holds the same model.
@@ -72,6 +70,70 @@ enum Command {
         #[arg(long, env = "FERRUM_DEVNET_JSON")]
         json: bool,
     },
+    /// Write a checkpoint as a Hugging Face folder (config.json, model.safetensors, tokenizer
+    /// files) that `transformers` loads with AutoModelForCausalLM.from_pretrained. Needs the
+    /// subnet's --config.
+    Export {
+        /// The folder to write.
+        #[arg(long, env = "FERRUM_EXPORT_HF")]
+        hf: PathBuf,
+        /// A checkpoint's folder, the one holding its manifest.json (a path or a storage URL);
+        /// default: the newest checkpoint in the config's storage.url for --netuid.
+        #[arg(long, env = "FERRUM_CHECKPOINT")]
+        checkpoint: Option<String>,
+        /// Subnet id (for the default checkpoint's location).
+        #[arg(long, env = "FERRUM_NETUID", default_value_t = 1)]
+        netuid: u16,
+        /// The tokenizer.json of an `hf:<hash>` tokenizer, to include (checked against the hash).
+        #[arg(long, env = "FERRUM_TOKENIZER")]
+        tokenizer: Option<PathBuf>,
+    },
+    /// Start a subnet on the real subtensor runtime (chopsticks, 12 s blocks) with a local store,
+    /// fund, register and stake its owner, validators and miners, and print the commands that
+    /// run each node in a terminal of its own. Runs until Ctrl-C.
+    Localnet {
+        /// Miners to register.
+        #[arg(long, env = "FERRUM_LOCALNET_MINERS", default_value_t = 3)]
+        miners: usize,
+        /// Validators to register and stake.
+        #[arg(long, env = "FERRUM_LOCALNET_VALIDATORS", default_value_t = 1)]
+        validators: usize,
+        /// Chain RPC port (0: a free one; 9944 is what `--subtensor.network local` means).
+        #[arg(long, env = "FERRUM_LOCALNET_PORT", default_value_t = 9944)]
+        port: u16,
+        /// Node buckets: `fs` (folders) or `s3` (a SeaweedFS server on 127.0.0.1).
+        #[arg(long, env = "FERRUM_LOCALNET_STORAGE", value_enum, default_value = "fs")]
+        storage: ferrum::localnet::StorageKind,
+        /// Config preset (bytes tokenizer: test or small); a --config file replaces it.
+        #[arg(long, env = "FERRUM_PRESET", default_value = "test")]
+        preset: String,
+        /// Raw chain spec of the runtime (default: FERRUM_SUBTENSOR_SPEC, else scripts/tools').
+        #[arg(long, env = "FERRUM_SUBTENSOR_SPEC")]
+        spec: Option<PathBuf>,
+        /// Where the data, config, buckets and node state go (node state is wiped each start).
+        #[arg(long, env = "FERRUM_LOCALNET_DIR", default_value = "ferrum-localnet")]
+        dir: PathBuf,
+        /// Stop after this many blocks.
+        #[arg(long, env = "FERRUM_LOCALNET_BLOCKS")]
+        blocks: Option<u64>,
+        /// Blocks per window (default: the config's window length in seconds, in the
+        /// runtime's blocks; chopsticks makes one every slot of the runtime).
+        #[arg(long, env = "FERRUM_LOCALNET_BLOCKS_PER_WINDOW")]
+        blocks_per_window: Option<u64>,
+        /// Put window in seconds (sets windows.put_window_secs; it must close before the
+        /// window's random-data block).
+        #[arg(long, env = "FERRUM_LOCALNET_PUT_WINDOW_SECS")]
+        put_window_secs: Option<u64>,
+        /// Weights by commit and reveal.
+        #[arg(long, env = "FERRUM_LOCALNET_COMMIT_REVEAL")]
+        commit_reveal: bool,
+        /// Print commands that run the `miner` and `validator` binaries from this folder
+        /// instead of `cargo run`.
+        #[arg(long, env = "FERRUM_LOCALNET_BIN_DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Build a dataset from generated text, then show the config, the assignment of a few dev
+    /// miners and one of their samples read back through the storage layer.
     Quickstart {
         /// Working directory for the generated corpus, dataset and store.
         #[arg(long, env = "FERRUM_DIR", default_value = "ferrum-data")]
@@ -134,6 +196,33 @@ enum BenchCmd {
         #[arg(long, env = "FERRUM_BENCH_JSON")]
         json: bool,
     },
+    /// Decentralized training (a devnet of N miners, the config's compression and outer step)
+    /// against one AdamW run of the same model on the same samples and tokens, both scored on
+    /// the real corpus's held-out split (scripts/fetch-corpus). Build with --release.
+    Converge {
+        /// The corpus folder (with train/ and heldout/), as scripts/fetch-corpus writes it.
+        #[arg(long, env = "FERRUM_CORPUS")]
+        corpus: PathBuf,
+        /// Preset (a bytes-tokenizer one: test or small); a --config file replaces it.
+        #[arg(long, env = "FERRUM_PRESET", default_value = "test")]
+        preset: String,
+        #[arg(long, env = "FERRUM_CONVERGE_MINERS", default_value_t = 4)]
+        miners: usize,
+        #[arg(long, env = "FERRUM_CONVERGE_WINDOWS", default_value_t = 20)]
+        windows: u64,
+        /// Inner steps per window (default: the devnet's 8).
+        #[arg(long, env = "FERRUM_CONVERGE_INNER_STEPS", default_value_t = 8)]
+        inner_steps: u32,
+        /// Held-out samples for the loss.
+        #[arg(long, env = "FERRUM_CONVERGE_EVAL_SAMPLES", default_value_t = 256)]
+        eval_samples: usize,
+        /// Working folder (prepared datasets are kept).
+        #[arg(long, env = "FERRUM_CONVERGE_DIR", default_value = "ferrum-converge")]
+        dir: PathBuf,
+        /// Print JSON instead of a summary.
+        #[arg(long, env = "FERRUM_BENCH_JSON")]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +237,9 @@ enum ConfigCmd {
     Check { file: PathBuf },
     /// Print the config hash (the protocol version nodes must share).
     Hash,
+    /// Print the reference of every config field (Markdown: type, meaning, each preset's value),
+    /// generated from the code; docs/config-reference.md is its output.
+    Reference,
 }
 
 #[derive(Subcommand)]
@@ -262,6 +354,7 @@ async fn run(cli: Cli) -> Result<()> {
             )?;
         }
         Command::Config(ConfigCmd::Hash) => outln!("{}", config()?.hash())?,
+        Command::Config(ConfigCmd::Reference) => outln!("{}", ferrum::config_reference::markdown().trim_end())?,
         Command::Data(cmd) => data(cmd, &config()?).await?,
         Command::Bench(BenchCmd::Codec { preset, peers, repeats, threads, shapes, only_shapes, dct, json }) => {
             let mut c = match (preset, &cli.config) {
@@ -288,6 +381,33 @@ async fn run(cli: Cli) -> Result<()> {
             let report = tokio::task::spawn_blocking(move || ferrum::bench::codec(&c, &bench)).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                report.print()?;
+            }
+        }
+        Command::Bench(BenchCmd::Converge {
+            corpus,
+            preset,
+            miners,
+            windows,
+            inner_steps,
+            eval_samples,
+            dir,
+            json,
+        }) => {
+            let bench = ferrum::bench::ConvergeBench {
+                corpus,
+                dir,
+                preset,
+                config: cli.config.as_deref().map(SubnetConfig::load).transpose()?,
+                miners,
+                windows,
+                inner_steps: Some(inner_steps),
+                eval_samples,
+            };
+            let report = ferrum::bench::converge(&bench).await?;
+            if json {
+                outln!("{}", serde_json::to_string(&report)?)?;
             } else {
                 report.print()?;
             }
@@ -329,6 +449,53 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 report.print()?;
             }
+        }
+        Command::Export { hf, checkpoint, netuid, tokenizer } => {
+            let config = SubnetConfig::load_or_default(cli.config.as_deref())?;
+            let opts = ferrum::export::ExportOptions { out: hf, checkpoint, netuid, tokenizer };
+            let done = ferrum::export::export_hf(&config, &opts).await?;
+            outln!(
+                "exported window {} (global step {}, fingerprint {}) to {}: {}",
+                done.manifest.window,
+                done.manifest.global_step,
+                &done.manifest.fingerprint[..16],
+                opts.out.display(),
+                done.files.join(", ")
+            )?;
+            if let Some(note) = done.tokenizer_note {
+                outln!("no tokenizer files: {note}")?;
+            }
+        }
+        Command::Localnet {
+            miners,
+            validators,
+            port,
+            storage,
+            preset,
+            spec,
+            dir,
+            blocks,
+            blocks_per_window,
+            put_window_secs,
+            commit_reveal,
+            bin_dir,
+        } => {
+            let opts = ferrum::localnet::LocalnetOptions {
+                dir,
+                miners,
+                validators,
+                port,
+                storage,
+                preset,
+                config: cli.config.as_deref().map(SubnetConfig::load).transpose()?,
+                spec,
+                blocks,
+                blocks_per_window,
+                put_window_secs,
+                commit_reveal,
+                bin_dir,
+            };
+            localnet(opts).await?;
         }
         Command::Devnet {
             miners,
@@ -474,4 +641,28 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
         bail!("shape `{s}`: one or two dimensions");
     }
     Ok(dims)
+}
+
+async fn localnet(opts: ferrum::localnet::LocalnetOptions) -> Result<()> {
+    let net = ferrum::localnet::Localnet::start(&opts).await?;
+    let r = &net.ready;
+    outln!("localnet ready: subtensor runtime at {}, netuid {}", r.endpoint, r.netuid)?;
+    outln!("  config   {} (hash {})", r.config.display(), r.config_hash)?;
+    outln!("  owner    {} (uid 0, the burn uid)", r.owner)?;
+    if let Some(s3) = &r.s3_endpoint {
+        outln!("  S3       {s3}, bucket {}", ferrum::localnet::BUCKET)?;
+    }
+    outln!("  blocks   every {} s, {} a window; Ctrl-C stops the chain", r.block_secs, r.blocks_per_window)?;
+    outln!("\nRun each node in a terminal of its own:")?;
+    for n in &r.nodes {
+        outln!("\n# {} (uid {}, hotkey {})\n{}", n.name, n.uid, n.hotkey, n.command(opts.bin_dir.as_deref()))?;
+    }
+    outln!("\nThe same, as JSON: {}", opts.dir.join("ready.json").display())?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
+    net.produce(opts.blocks, stop).await
 }

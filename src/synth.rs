@@ -112,6 +112,17 @@ fn document(c: &mut Choices) -> String {
     out.join(" ")
 }
 
+/// About `bytes` of generated documents, one per line.
+pub fn text(bytes: usize, seed: u64) -> String {
+    let mut c = Choices::new(seed);
+    let mut out = String::with_capacity(bytes + 256);
+    while out.len() < bytes {
+        out.push_str(&document(&mut c));
+        out.push('\n');
+    }
+    out
+}
+
 /// Writes about `bytes` of JSON-lines documents (`{"text": ...}`) to `path`; returns the count.
 pub fn write_corpus(path: &Path, bytes: u64, seed: u64) -> Result<u64> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -46,10 +46,15 @@ impl subxt::tx::Signer<PolkadotConfig> for Signer {
     }
 }
 
+/// Storage key of `Timestamp.Now`: twox128("Timestamp") ++ twox128("Now").
+const TIMESTAMP_NOW_KEY: &str = "0xf0c365c3cf59d671eb72da0e7a4113c49f1f0515f462cdcf84e0f1d6045dfcbb";
+
 /// A subtensor node over JSON-RPC (`ws://` or `wss://`).
 #[derive(Clone)]
 pub struct SubtensorChain {
     api: Api,
+    /// The same connection for the plain JSON-RPC reads that need no runtime call.
+    rpc: subxt::rpcs::RpcClient,
     url: String,
     timeout: Duration,
 }
@@ -76,21 +81,62 @@ impl SubtensorChain {
                 .build(url)
                 .await
                 .map_err(|e| ChainError::Connection(format!("{url}: {e}")))?;
-            Api::from_rpc_client(rpc).await.map_err(|e| ChainError::Connection(format!("{url}: {e}")))
+            let raw = subxt::rpcs::RpcClient::new(rpc.clone());
+            let api = Api::from_rpc_client(rpc).await.map_err(|e| ChainError::Connection(format!("{url}: {e}")))?;
+            Ok::<_, ChainError>((api, raw))
         };
         // The whole connection attempt, retries included, is bounded too.
         let budget = timeout * (attempts.max(1) + 1) + Duration::from_secs(30 * u64::from(attempts));
-        let api = tokio::time::timeout(budget, connecting)
+        let (api, rpc) = tokio::time::timeout(budget, connecting)
             .await
             .map_err(|_| ChainError::Connection(format!("{url}: no connection within {} s", budget.as_secs())))??;
-        Ok(SubtensorChain { api, url: url.to_string(), timeout })
+        Ok(SubtensorChain { api, rpc, url: url.to_string(), timeout })
     }
 
-    /// Number, hash and timestamp of one block.
+    /// Number, hash and timestamp of one block, by plain RPC reads: a client "at a block" asks
+    /// the runtime for its version (a runtime call) each time, which a node polling for blocks
+    /// should not cost its endpoint.
     async fn block_info(&self, number: u64) -> Result<BlockInfo, ChainError> {
-        let at = self.at(Some(number)).await?;
-        let timestamp_ms: u64 = fetch(&at, "Timestamp", "Now", ()).await?;
-        Ok(BlockInfo { number, hash: at.block_hash().0, timestamp_ms })
+        let hash: Option<String> = self.rpc_call("chain_getBlockHash", subxt::rpcs::rpc_params![number]).await?;
+        let hash = hash.ok_or_else(|| ChainError::Connection(format!("block {number} is not known yet")))?;
+        self.block_at_hash(&hash, Some(number)).await
+    }
+
+    /// Number (from the header unless given), hash and timestamp of the block `hash` (0x-hex).
+    async fn block_at_hash(&self, hash: &str, number: Option<u64>) -> Result<BlockInfo, ChainError> {
+        let number = match number {
+            Some(n) => n,
+            None => {
+                let header: serde_json::Value =
+                    self.rpc_call("chain_getHeader", subxt::rpcs::rpc_params![hash]).await?;
+                let n = header["number"].as_str().unwrap_or_default();
+                u64::from_str_radix(n.trim_start_matches("0x"), 16)
+                    .map_err(|_| ChainError::Decode(format!("block header number {n:?}")))?
+            }
+        };
+        let raw: Option<String> =
+            self.rpc_call("state_getStorage", subxt::rpcs::rpc_params![TIMESTAMP_NOW_KEY, hash]).await?;
+        // Absent (genesis) reads as the storage item's default, 0.
+        let timestamp_ms = match raw {
+            None => 0,
+            Some(r) => {
+                let bytes = hex::decode(r.trim_start_matches("0x")).unwrap_or_default();
+                <[u8; 8]>::try_from(bytes.as_slice())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| ChainError::Decode(format!("Timestamp.Now at {hash}: {} bytes", bytes.len())))?
+            }
+        };
+        let hash = <[u8; 32]>::try_from(hex::decode(hash.trim_start_matches("0x")).unwrap_or_default().as_slice())
+            .map_err(|_| ChainError::Decode(format!("block hash {hash}")))?;
+        Ok(BlockInfo { number, hash, timestamp_ms })
+    }
+
+    async fn rpc_call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: subxt::rpcs::client::RpcParams,
+    ) -> Result<T, ChainError> {
+        self.rpc.request(method, params).await.map_err(|e| conn(format!("{method}: {e}")))
     }
 
     /// The URL this client talks to.
@@ -269,15 +315,15 @@ fn bytes_of(v: &Value) -> Option<Vec<u8>> {
 impl Chain for SubtensorChain {
     async fn best_block(&self) -> Result<BlockInfo, ChainError> {
         self.timed("best_block", async {
-            let at = self.at(None).await?;
-            let timestamp_ms: u64 = fetch(&at, "Timestamp", "Now", ()).await?;
-            Ok(BlockInfo { number: at.block_number(), hash: at.block_hash().0, timestamp_ms })
+            // Finalized, as a client "at the current block" reads it.
+            let hash: String = self.rpc_call("chain_getFinalizedHead", subxt::rpcs::rpc_params![]).await?;
+            self.block_at_hash(&hash, None).await
         })
         .await
     }
 
     async fn block_hash(&self, number: u64) -> Result<[u8; 32], ChainError> {
-        self.timed("block_hash", async { Ok(self.at(Some(number)).await?.block_hash().0) }).await
+        self.timed("block_hash", async { Ok(self.block_info(number).await?.hash) }).await
     }
 
     /// Polls the best block every quarter second and yields each block from `from` on, so a
@@ -480,6 +526,12 @@ mod tests {
         let url = format!("ws://127.0.0.1:{port}");
         let err = SubtensorChain::connect(&url, Duration::from_secs(2), 2).await.err().expect("nothing listens");
         assert!(matches!(&err, ChainError::Connection(m) if m.contains(&url)), "{err}");
+    }
+
+    #[test]
+    fn the_timestamp_key_is_twox128_of_its_names() {
+        let key = [sp_crypto_hashing::twox_128(b"Timestamp"), sp_crypto_hashing::twox_128(b"Now")].concat();
+        assert_eq!(TIMESTAMP_NOW_KEY, format!("0x{}", hex::encode(key)));
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct NodeArgs {
     /// a variable holding a mnemonic (or use --wallet.name / --wallet.hotkey).
     #[arg(long, global = true, env = "FERRUM_HOTKEY")]
     pub hotkey: Option<String>,
+    /// This node's bucket, in place of the config's `storage.url` (node-local: the config hash
+    /// does not cover it, so every node can run the subnet's published file unchanged).
+    #[arg(long = "storage.url", global = true, env = "FERRUM_STORAGE_URL")]
+    pub storage_url: Option<String>,
 }
 
 /// A node flag that is missing or malformed.
@@ -34,9 +38,15 @@ pub enum ArgError {
 }
 
 impl NodeArgs {
-    /// The config named by `--config`, or the default preset.
+    /// The config named by `--config`, or the default preset, with `--storage.url` applied and
+    /// checked like the file's own value.
     pub fn load_config(&self) -> Result<SubnetConfig, ConfigError> {
-        SubnetConfig::load_or_default(self.config.as_deref())
+        let mut config = SubnetConfig::load_or_default(self.config.as_deref())?;
+        if let Some(url) = &self.storage_url {
+            config.storage.url = url.clone();
+            config.validate().map_err(|errors| ConfigError::Invalid { path: "--storage.url".into(), errors })?;
+        }
+        Ok(config)
     }
 
     /// The parsed `--hotkey`.

@@ -2,9 +2,11 @@
 //! timings mean nothing.
 
 mod codec;
+mod converge;
 mod train;
 
 pub use codec::{CodecBench, CodecReport, ModelResult, ShapeResult, codec};
+pub use converge::{ConvergeBench, ConvergeReport, converge};
 pub use train::{TrainBench, TrainReport, train};
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.

@@ -151,23 +151,65 @@ pub async fn load(
     window: u64,
 ) -> Result<(MasterModel, CheckpointManifest), CheckpointError> {
     let raw = store.get(&ns.checkpoint_manifest(window), Some(MANIFEST_CAP)).await?;
+    let manifest = parse_manifest(&raw, config, Some(window))?;
+    // The manifest names the tensors' key; only the protocol's key is acceptable.
+    if manifest.tensors_key != ns.checkpoint_tensors(window) {
+        return Err(CheckpointError::Manifest(format!("unexpected tensors key {}", manifest.tensors_key)));
+    }
+    let model = load_tensors(store, &manifest.tensors_key, &manifest, config).await?;
+    Ok((model, manifest))
+}
+
+#[cfg(feature = "io")]
+/// Loads and verifies a checkpoint from its folder (the one holding `manifest.json`), wherever it
+/// was copied: the tensors are the file of the manifest's `tensors_key` beside it.
+pub async fn load_folder(
+    folder: &Store,
+    config: &SubnetConfig,
+) -> Result<(MasterModel, CheckpointManifest), CheckpointError> {
+    let raw = folder.get("manifest.json", Some(MANIFEST_CAP)).await?;
+    let manifest = parse_manifest(&raw, config, None)?;
+    let file = manifest.tensors_key.rsplit('/').next().unwrap_or_default().to_string();
+    if file.is_empty() {
+        return Err(CheckpointError::Manifest(format!("tensors key {} names no file", manifest.tensors_key)));
+    }
+    let model = load_tensors(folder, &file, &manifest, config).await?;
+    Ok((model, manifest))
+}
+
+/// Parses a manifest and checks its format, version, window (when known) and config hash.
+fn parse_manifest(
+    raw: &[u8],
+    config: &SubnetConfig,
+    window: Option<u64>,
+) -> Result<CheckpointManifest, CheckpointError> {
     let manifest: CheckpointManifest =
-        serde_json::from_slice(&raw).map_err(|e| CheckpointError::Manifest(e.to_string()))?;
-    if manifest.format != FORMAT || manifest.version != VERSION || manifest.window != window {
+        serde_json::from_slice(raw).map_err(|e| CheckpointError::Manifest(e.to_string()))?;
+    if manifest.format != FORMAT || manifest.version != VERSION || window.is_some_and(|w| manifest.window != w) {
         return Err(CheckpointError::Manifest(format!(
-            "format {} v{} for window {}, expected {FORMAT} v{VERSION} for window {window}",
-            manifest.format, manifest.version, manifest.window
+            "format {} v{} for window {}, expected {FORMAT} v{VERSION}{}",
+            manifest.format,
+            manifest.version,
+            manifest.window,
+            window.map(|w| format!(" for window {w}")).unwrap_or_default()
         )));
     }
     let expected = config.hash().to_string();
     if manifest.config_hash != expected {
         return Err(CheckpointError::Config { expected, found: manifest.config_hash });
     }
-    // The manifest names the tensors' key; only the protocol's key is acceptable.
-    if manifest.tensors_key != ns.checkpoint_tensors(window) {
-        return Err(CheckpointError::Manifest(format!("unexpected tensors key {}", manifest.tensors_key)));
-    }
-    let (_, bytes) = store.get_exact(&manifest.tensors_key, manifest.tensors_bytes).await.map_err(|e| match e {
+    Ok(manifest)
+}
+
+#[cfg(feature = "io")]
+/// Downloads the tensors at `key` and checks size, hash, every tensor and the fingerprint.
+async fn load_tensors(
+    store: &Store,
+    key: &str,
+    manifest: &CheckpointManifest,
+    config: &SubnetConfig,
+) -> Result<MasterModel, CheckpointError> {
+    let (_, bytes) = store.get_exact(key, manifest.tensors_bytes).await.map_err(|e| match e {
         StorageError::WrongSize { .. } => CheckpointError::TensorsHash,
         other => CheckpointError::Storage(other),
     })?;
@@ -177,9 +219,9 @@ pub async fn load(
     let model = from_safetensors(&bytes, config)?;
     let found = model.fingerprint().to_string();
     if found != manifest.fingerprint {
-        return Err(CheckpointError::Fingerprint { expected: manifest.fingerprint, found });
+        return Err(CheckpointError::Fingerprint { expected: manifest.fingerprint.clone(), found });
     }
-    Ok((model, manifest))
+    Ok(model)
 }
 
 #[cfg(feature = "io")]
@@ -194,6 +236,8 @@ pub async fn latest(store: &Store, ns: &Namespace) -> Result<Option<u64>, Checkp
         .filter_map(|w| w.parse::<u64>().ok())
         .max())
 }
+
+pub mod hf;
 
 #[cfg(test)]
 mod tests;

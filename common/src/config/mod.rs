@@ -46,14 +46,19 @@ pub struct SubnetConfig {
 pub struct ModelConfig {
     /// Embedding rows; at least the tokenizer's vocabulary, padded so it chunks well.
     pub vocab_size: u32,
+    /// Width of the residual stream; a multiple of `num_heads`.
     pub hidden_size: u32,
     /// SwiGLU inner width.
     pub intermediate_size: u32,
+    /// Decoder blocks.
     pub num_layers: u32,
+    /// Query heads; the head size is `hidden_size / num_heads`.
     pub num_heads: u32,
     /// Key/value heads (grouped-query attention when below `num_heads`).
     pub num_kv_heads: u32,
+    /// Base of the rotary position embedding frequencies.
     pub rope_theta: f64,
+    /// Epsilon of every RMSNorm.
     pub norm_eps: f64,
     /// Share the embedding matrix with the output head.
     pub tie_embeddings: bool,
@@ -82,6 +87,7 @@ pub struct TrainingConfig {
     pub batch_size: u32,
     /// Sequences per forward pass; must divide `batch_size`.
     pub micro_batch_size: u32,
+    /// Peak inner (AdamW) learning rate.
     pub learning_rate: f64,
     /// Linear warm-up, in inner steps.
     pub warmup_steps: u64,
@@ -89,9 +95,13 @@ pub struct TrainingConfig {
     pub cosine_steps: u64,
     /// Floor of the cosine schedule as a fraction of `learning_rate`.
     pub min_lr_factor: f64,
+    /// AdamW first-moment decay.
     pub adam_beta1: f64,
+    /// AdamW second-moment decay.
     pub adam_beta2: f64,
+    /// AdamW epsilon.
     pub adam_eps: f64,
+    /// AdamW decoupled weight decay.
     pub weight_decay: f64,
     /// Global gradient-norm clip; `null` disables clipping.
     pub grad_clip: Option<f64>,
@@ -149,6 +159,7 @@ pub struct GauntletConfig {
     pub binary_ema_alpha: f64,
     /// After `binary_warmup_windows` evaluations, a binary EMA below this zeroes the score.
     pub binary_zero_threshold: f64,
+    /// Evaluations before a binary-indicator EMA under `binary_zero_threshold` zeroes a score.
     pub binary_warmup_windows: u32,
     /// EMA rate of the per-parameter movement used by the sync score.
     pub param_change_alpha: f64,
@@ -162,9 +173,13 @@ pub struct GauntletConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSkillConfig {
+    /// Performance noise of one window (openskill `beta`).
     pub beta: f64,
+    /// Skill drift added each rating update (openskill `tau`).
     pub tau: f64,
+    /// Initial skill mean of a new miner.
     pub mu: f64,
+    /// Initial skill uncertainty of a new miner.
     pub sigma: f64,
 }
 
@@ -172,7 +187,9 @@ pub struct OpenSkillConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
+    /// Steps behind at which the sync score reaches 0.
     pub max_steps_behind: f64,
+    /// Exponent of the sync score curve.
     pub exponent: f64,
     /// Gather peers further behind than this are slashed.
     pub slash_steps_behind: f64,
@@ -219,6 +236,7 @@ pub struct CopyConfig {
     pub reset_overlap: f64,
     /// Overlap from which the uid is also excluded for `exclusion_windows`.
     pub exclude_overlap: f64,
+    /// Windows a uid stays excluded after an overlap at or above `exclude_overlap`.
     pub exclusion_windows: u32,
     /// Global steps at the start of a run during which overlap is not penalised.
     pub grace_steps: u64,
@@ -257,10 +275,15 @@ pub enum WeightScheme {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierWeights {
+    /// Miners in the top tier (the peers nodes aggregate).
     pub gather_peers: u32,
+    /// Miners in the reserve tier after them.
     pub reserve_peers: u32,
+    /// Share of the miners' weight that the top tier splits.
     pub gather_share: f64,
+    /// Weight of the best top-tier miner over the last one (linear profile).
     pub top_ratio: f64,
+    /// Ratio between successive reserve-tier weights.
     pub reserve_decay: f64,
 }
 
@@ -268,6 +291,7 @@ pub struct TierWeights {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PowerWeights {
+    /// Weights are scores raised to this power, normalized.
     pub exponent: f64,
 }
 
@@ -283,7 +307,9 @@ pub struct StorageConfig {
     pub timeout_secs: u64,
     /// Bound on connecting to an S3 endpoint.
     pub connect_timeout_secs: u64,
+    /// Retries of a failed storage operation (transient errors only).
     pub max_retries: u32,
+    /// First retry delay; it doubles each retry, up to 32 times this.
     pub retry_backoff_ms: u64,
     /// Largest object this node downloads without a more specific cap.
     pub max_object_bytes: u64,

@@ -1,0 +1,117 @@
+//! The real subtensor runtime under chopsticks on 127.0.0.1, and the dev RPCs a localnet drives
+//! it with: blocks on demand, the block build mode, and the chain's clock.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferrum_common::Hotkey;
+use subxt::rpcs::{RpcClient, rpc_params};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running chopsticks process (killed on drop) and an RPC client to it.
+pub struct Chopsticks {
+    pub port: u16,
+    rpc: RpcClient,
+    _process: Child,
+}
+
+/// Free balance, in rao, that every account named at start gets at genesis.
+pub const GENESIS_BALANCE: u128 = 1_000_000_000_000_000_000;
+
+impl Chopsticks {
+    /// Starts the runtime of `spec` (a raw chain spec) with `sudo` as its sudo key and each of
+    /// `funded` holding [`GENESIS_BALANCE`]. `port` 0 takes a free one. Its log goes to `log`.
+    pub async fn start(
+        chopsticks: &Path,
+        spec: &Path,
+        dir: &Path,
+        port: u16,
+        sudo: &Hotkey,
+        funded: &[Hotkey],
+    ) -> Result<Chopsticks> {
+        let accounts: String = funded
+            .iter()
+            .map(|k| {
+                format!("      - - - {k}\n        - providers: 1\n          data: {{ free: \"{GENESIS_BALANCE}\" }}\n")
+            })
+            .collect();
+        let yaml = format!(
+            "genesis: {}\nhost: 127.0.0.1\nport: {port}\nbuild-block-mode: Instant\nruntime-log-level: 0\n\
+             import-storage:\n  Sudo:\n    Key: {sudo}\n  System:\n    Account:\n{accounts}",
+            spec.display(),
+        );
+        let cfg = dir.join("chopsticks.yml");
+        std::fs::write(&cfg, yaml).with_context(|| format!("writing {}", cfg.display()))?;
+        let log_path = dir.join("chopsticks.log");
+        let mut process = Command::new("node")
+            .arg(chopsticks)
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chopsticks (is node on PATH?)")?;
+        let mut log = tokio::fs::File::create(&log_path).await?;
+        let mut lines = BufReader::new(process.stdout.take().context("chopsticks stdout")?).lines();
+        let mut errors = BufReader::new(process.stderr.take().context("chopsticks stderr")?).lines();
+        tokio::spawn(async move { while let Ok(Some(_)) = errors.next_line().await {} });
+        let found = tokio::time::timeout(Duration::from_secs(180), async {
+            use tokio::io::AsyncWriteExt as _;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+                if let Some(rest) = line.split("RPC listening on http://127.0.0.1:").nth(1) {
+                    return rest.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()).map(|p| (p, log));
+                }
+            }
+            None
+        })
+        .await;
+        let (port, mut log) = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => bail!("chopsticks exited before listening; its output is in {}", log_path.display()),
+            Err(_) => bail!("chopsticks did not listen within 180 s; its output is in {}", log_path.display()),
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+            }
+        });
+        let rpc = RpcClient::from_insecure_url(format!("ws://127.0.0.1:{port}")).await.context("chopsticks RPC")?;
+        Ok(Chopsticks { port, rpc, _process: process })
+    }
+
+    /// The WebSocket endpoint nodes connect to.
+    pub fn endpoint(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Builds one block now.
+    pub async fn new_block(&self) -> Result<()> {
+        let _: serde_json::Value = self
+            .rpc
+            .request("dev_newBlock", rpc_params![serde_json::json!({ "count": 1 })])
+            .await
+            .context("dev_newBlock")?;
+        Ok(())
+    }
+
+    /// `Instant` (a block per transaction) or `Manual` (blocks only from [`new_block`](Self::new_block)).
+    pub async fn set_mode(&self, mode: &str) -> Result<()> {
+        let _: serde_json::Value =
+            self.rpc.request("dev_setBlockBuildMode", rpc_params![mode]).await.context("dev_setBlockBuildMode")?;
+        Ok(())
+    }
+
+    /// Sets the chain's clock: the next block's timestamp is `ms` plus one slot.
+    pub async fn time_travel(&self, ms: u64) -> Result<()> {
+        let _: serde_json::Value =
+            self.rpc.request("dev_timeTravel", rpc_params![ms]).await.context("dev_timeTravel")?;
+        Ok(())
+    }
+}
