@@ -20,6 +20,7 @@ fn options(dir: &std::path::Path, miners: usize) -> DevnetOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_stay_in_sync_while_one_is_killed_and_restarted() {
+    let _heavy = crate::CPU_HEAVY.read().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut d = Devnet::start(&options(dir.path(), 3)).await.expect("devnet");
     let w = d.current_window().await.expect("window") + 1;
@@ -85,6 +86,7 @@ fn put_at(root: &std::path::Path, key: &str, bytes: Vec<u8>, mtime_ms: u64) {
 /// of the two equal updates), for the same reason, and stays in sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_are_skipped_by_every_node_alike() {
+    let _heavy = crate::CPU_HEAVY.read().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut d = Devnet::start(&options(dir.path(), 2)).await.expect("devnet");
     let names =
@@ -173,6 +175,7 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
 /// A hotkey that is not registered, and a bucket that cannot be reached: plain errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
+    let _heavy = crate::CPU_HEAVY.read().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut d = Devnet::start(&options(dir.path(), 1)).await.expect("devnet");
     let stranger = Keypair::from_secret("//ferrum-test-stranger", "test").expect("key");
@@ -218,6 +221,7 @@ async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
 /// picks up where it stopped after being killed: same ledger, no weights slot submitted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
+    let _heavy = crate::CPU_HEAVY.read().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = DevnetOptions {
         validators: 1,
@@ -280,6 +284,7 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
 /// reveal epoch; the chain then holds them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_commits_then_reveals_its_weights() {
+    let _heavy = crate::CPU_HEAVY.read().await;
     use ferrum_chain::Chain;
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = DevnetOptions { validators: 1, commit_reveal: true, ..options(dir.path(), 2) };

@@ -118,6 +118,7 @@ fn agreed(nodes: &[Node]) -> BTreeMap<u64, (String, Vec<String>)> {
 
 #[test]
 fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
+    let _alone = crate::CPU_HEAVY.blocking_write();
     let dir = KeepOnPanic(Some(tempfile::tempdir().expect("tempdir")));
     let root = dir.path();
     let log = File::create(root.join("localnet.log")).expect("log");

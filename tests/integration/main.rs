@@ -15,6 +15,11 @@ mod storage;
 
 use ferrum_common::storage::Store;
 
+/// The tests that keep both cores busy for minutes: devnet tests share it (they wait for their
+/// nodes, so load only slows them); the localnet test takes it alone, because its chain keeps
+/// wall-clock time and a starved machine makes every upload late.
+pub static CPU_HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// The backends every storage-facing test runs against.
 pub enum Backend {
     Local,
