@@ -138,10 +138,16 @@ pub async fn synthetic_dataset(dir: &Path, config: &SubnetConfig, tokens: u64) -
 pub async fn prepare_synthetic(out: &Path, config: &SubnetConfig, bytes: u64, seed: u64) -> Result<Dataset> {
     let text = out.with_extension("jsonl");
     write_corpus(&text, bytes, seed)?;
+    prepare_into(out, vec![text], config).await
+}
+
+/// Prepares text files (or JSON lines with a `text` field) into a dataset at `out` with the
+/// config's tokenizer and sequence length, and opens it.
+pub async fn prepare_into(out: &Path, inputs: Vec<std::path::PathBuf>, config: &SubnetConfig) -> Result<Dataset> {
     let store = Store::open(&out.display().to_string(), &config.storage)?;
     prepare(
         PrepareJob {
-            inputs: vec![text],
+            inputs,
             tokenizer: Tokenizer::load(&config.data.tokenizer, None)?,
             sequence_length: config.data.sequence_length,
             samples_per_shard: 8192,

@@ -9,14 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use ferrum_common::assignment::{SampleRequest, assign_samples};
 use ferrum_common::model::MasterModel;
-use ferrum_common::storage::Store;
 use ferrum_common::train::{Trainer, device};
 use ferrum_common::{Dataset, Preset, SubnetConfig, params};
 use serde::Serialize;
 
 use crate::devnet::{Devnet, DevnetOptions, NETUID};
-use crate::prepare::{PrepareJob, expand_inputs, prepare};
-use crate::tokenizer::Tokenizer;
+use crate::prepare::expand_inputs;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -73,22 +71,7 @@ async fn prepared(corpus: &Path, out: &Path, config: &SubnetConfig) -> Result<Da
     {
         return Ok(ds);
     }
-    let inputs = expand_inputs(&[corpus.to_path_buf()])?;
-    let store = Store::open(&url, &config.storage)?;
-    prepare(
-        PrepareJob {
-            inputs,
-            tokenizer: Tokenizer::load(&config.data.tokenizer, None)?,
-            sequence_length: config.data.sequence_length,
-            samples_per_shard: 8192,
-            text_field: "text".into(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            progress: false,
-        },
-        &store,
-    )
-    .await?;
-    Ok(Dataset::open(store, None).await?)
+    crate::quickstart::prepare_into(out, expand_inputs(&[corpus.to_path_buf()])?, config).await
 }
 
 /// Runs both and compares them.

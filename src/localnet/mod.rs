@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ferrum_chain::{Chain, Keypair, SubtensorChain};
 use ferrum_common::storage::StorageLimits;
-use ferrum_common::{S3Credentials, SubnetConfig};
+use ferrum_common::{Hotkey, S3Credentials, SubnetConfig};
 use serde::Serialize;
 use subxt::dynamic::Value;
 
@@ -97,7 +97,66 @@ pub struct Ready {
     pub nodes: Vec<NodePlan>,
 }
 
+/// Where the localnet's nodes run: what every node's flags share.
+struct Site<'a> {
+    dir: &'a Path,
+    config: &'a Path,
+    netuid: u16,
+    endpoint: String,
+    store: Option<&'a Seaweed>,
+}
+
 impl NodePlan {
+    /// The flags, environment, bucket and state folder of node `{role}-{i}`.
+    fn new(
+        at: &Site<'_>,
+        role: &str,
+        i: usize,
+        secret_uri: &str,
+        hotkey: &Hotkey,
+        uid: u16,
+        metrics_port: u16,
+    ) -> Self {
+        let name = format!("{role}-{i}");
+        let state_dir = at.dir.join("nodes").join(&name);
+        let (storage_url, env) = match at.store {
+            None => (state_dir.join("bucket").display().to_string(), Vec::new()),
+            Some(s) => (
+                s.location(&name).to_url(),
+                vec![
+                    ("AWS_ACCESS_KEY_ID".to_string(), S3_KEY.to_string()),
+                    ("AWS_SECRET_ACCESS_KEY".to_string(), S3_SECRET.to_string()),
+                ],
+            ),
+        };
+        let mut args: Vec<String> = [
+            ("--config", at.config.display().to_string()),
+            ("--netuid", at.netuid.to_string()),
+            ("--hotkey", secret_uri.to_string()),
+            ("--subtensor.chain_endpoint", at.endpoint.clone()),
+            ("--storage.url", storage_url.clone()),
+            ("--state.dir", state_dir.join("state").display().to_string()),
+            ("--metrics.port", metrics_port.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect();
+        if role == "validator" {
+            args.extend(["--checkpoint.every".to_string(), "5".to_string()]);
+        }
+        NodePlan {
+            program: role.to_string(),
+            name,
+            uid,
+            hotkey: hotkey.to_string(),
+            args,
+            env,
+            state_dir,
+            storage_url,
+            metrics_port,
+        }
+    }
+
     /// The shell line that starts this node.
     pub fn command(&self, bin_dir: Option<&Path>) -> String {
         let env: String = self.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
@@ -218,49 +277,9 @@ impl Localnet {
                     .await
                     .context("staking the validator")?;
             }
-            let name = format!("{role}-{i}");
-            let state_dir = dir.join("nodes").join(&name);
-            let (storage_url, env) = match &store {
-                None => (state_dir.join("bucket").display().to_string(), Vec::new()),
-                Some(s) => (
-                    s.location(&name).to_url(),
-                    vec![
-                        ("AWS_ACCESS_KEY_ID".to_string(), S3_KEY.to_string()),
-                        ("AWS_SECRET_ACCESS_KEY".to_string(), S3_SECRET.to_string()),
-                    ],
-                ),
-            };
-            let metrics_port = 9100 + nodes.len() as u16;
-            let mut args = vec![
-                "--config".to_string(),
-                config_path.display().to_string(),
-                "--netuid".into(),
-                netuid.to_string(),
-                "--hotkey".into(),
-                uri.clone(),
-                "--subtensor.chain_endpoint".into(),
-                chain.endpoint(),
-                "--storage.url".into(),
-                storage_url.clone(),
-                "--state.dir".into(),
-                state_dir.join("state").display().to_string(),
-                "--metrics.port".into(),
-                metrics_port.to_string(),
-            ];
-            if *role == "validator" {
-                args.extend(["--checkpoint.every".to_string(), "5".to_string()]);
-            }
-            nodes.push(NodePlan {
-                program: role.to_string(),
-                name,
-                uid,
-                hotkey: key.hotkey().to_string(),
-                args,
-                env,
-                state_dir,
-                storage_url,
-                metrics_port,
-            });
+            let at =
+                Site { dir: &dir, config: &config_path, netuid, endpoint: chain.endpoint(), store: store.as_ref() };
+            nodes.push(NodePlan::new(&at, role, *i, uri, &key.hotkey(), uid, 9100 + nodes.len() as u16));
         }
         chain.set_mode("Manual").await?;
         // Chopsticks stamps each block one slot (as it reads the runtime's) after its parent,
