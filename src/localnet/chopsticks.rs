@@ -23,7 +23,8 @@ pub const GENESIS_BALANCE: u128 = 1_000_000_000_000_000_000;
 
 impl Chopsticks {
     /// Starts the runtime of `spec` (a raw chain spec) with `sudo` as its sudo key and each of
-    /// `funded` holding [`GENESIS_BALANCE`]. `port` 0 takes a free one. Its log goes to `log`.
+    /// `funded` holding [`GENESIS_BALANCE`]. `port` 0 takes a free one. Its output goes to
+    /// `chopsticks.log` and `chopsticks.stderr.log` in `dir`.
     pub async fn start(
         chopsticks: &Path,
         spec: &Path,
@@ -58,7 +59,13 @@ impl Chopsticks {
         let mut log = tokio::fs::File::create(&log_path).await?;
         let mut lines = BufReader::new(process.stdout.take().context("chopsticks stdout")?).lines();
         let mut errors = BufReader::new(process.stderr.take().context("chopsticks stderr")?).lines();
-        tokio::spawn(async move { while let Ok(Some(_)) = errors.next_line().await {} });
+        let mut error_log = tokio::fs::File::create(dir.join("chopsticks.stderr.log")).await?;
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            while let Ok(Some(line)) = errors.next_line().await {
+                let _ = error_log.write_all(format!("{line}\n").as_bytes()).await;
+            }
+        });
         let found = tokio::time::timeout(Duration::from_secs(180), async {
             use tokio::io::AsyncWriteExt as _;
             while let Ok(Some(line)) = lines.next_line().await {
@@ -72,7 +79,10 @@ impl Chopsticks {
         .await;
         let (port, mut log) = match found {
             Ok(Some(found)) => found,
-            Ok(None) => bail!("chopsticks exited before listening; its output is in {}", log_path.display()),
+            Ok(None) => bail!(
+                "chopsticks exited before listening (a port in use?); its output is in {} and chopsticks.stderr.log beside it",
+                log_path.display()
+            ),
             Err(_) => bail!("chopsticks did not listen within 180 s; its output is in {}", log_path.display()),
         };
         // Keep draining its log so it never blocks on a full pipe.
