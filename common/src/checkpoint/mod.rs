@@ -177,6 +177,7 @@ pub async fn load_folder(
     Ok((model, manifest))
 }
 
+#[cfg(feature = "io")]
 /// Parses a manifest and checks its format, version, window (when known) and config hash.
 fn parse_manifest(
     raw: &[u8],
