@@ -655,14 +655,13 @@ pub fn tuned_config(
     put_window_secs: Option<u64>,
     inner_steps: Option<u32>,
 ) -> Result<SubnetConfig> {
-    let preset_name = preset;
-    let preset = Preset::from_name(preset_name)
-        .with_context(|| format!("unknown preset `{preset_name}`: use one of {}", Preset::names()))?;
+    let named = Preset::from_name(preset)
+        .with_context(|| format!("unknown preset `{preset}`: use one of {}", Preset::names()))?;
     let (mut config, source) = match file {
         Some(c) => (c.clone(), "the config file".to_string()),
-        None => (preset.config(), format!("preset {preset_name}")),
+        None => (named.config(), format!("preset {preset}")),
     };
-    if file.is_none() && preset == Preset::Test {
+    if file.is_none() && named == Preset::Test {
         // The test model has about 100 K parameters: at the subnet's 64 values of every
         // 4,096 an update carries too little of what a miner learned from its own samples
         // for the Gauntlet's own-data test to see it in a dozen windows (the honest miners

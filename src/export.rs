@@ -134,15 +134,7 @@ pub fn gpt2_tokenizer() -> Result<serde_json::Value> {
     merges.sort_by_key(|m| m.2);
     let pairs: Vec<(Vec<u8>, Vec<u8>)> =
         merges.iter().map(|(a, b, _)| (vocab[*a].clone(), vocab[*b].clone())).collect();
-    let mut all = vocab;
-    all.push(hf::EOS_TEXT.as_bytes().to_vec());
-    let mut v = hf::byte_level_tokenizer(&all[..50256], &pairs, 50256, true);
-    // The end-of-document token is only an added token, not a vocabulary entry of the BPE.
-    let _ = all.pop();
-    if let Some(model) = v.get_mut("model") {
-        model["vocab"][hf::EOS_TEXT] = serde_json::json!(50256);
-    }
-    Ok(v)
+    Ok(hf::byte_level_tokenizer(&vocab, &pairs, 50256, true))
 }
 
 #[cfg(test)]

@@ -52,9 +52,9 @@ pub struct ConvergeReport {
     pub decentralized_loss: f32,
     pub centralized_loss: f32,
     pub ratio: f32,
-    /// Predicted tokens each run trained on.
-    pub decentralized_tokens: u64,
-    pub centralized_tokens: u64,
+    /// Predicted tokens each run trained on: the central run takes the batches the miners ran,
+    /// so one count is both.
+    pub tokens: u64,
     /// Mean bytes one miner uploaded per window, and the same update as dense f32.
     pub upload_bytes_per_miner_window: f64,
     pub dense_bytes: u64,
@@ -132,18 +132,16 @@ pub async fn converge(bench: &ConvergeBench) -> Result<ConvergeReport> {
     let dataset = Dataset::open_url(&config.storage.dataset_url, &config.storage).await?;
     let mut trainer = Trainer::new(&config, &MasterModel::genesis(&config), &device("flex")?)?;
     let batch = config.training.batch_size.max(1) as usize;
-    let (mut step, mut central_tokens, mut dec_tokens) = (0u64, 0u64, 0u64);
+    let (mut step, mut tokens) = (0u64, 0u64);
     for (w, uid, steps) in &steps_run {
         let hotkey = devnet.hotkey(*uid).context("a miner's hotkey")?;
         let req = SampleRequest { dataset: dataset.id(), netuid: NETUID, window: *w, uid: *uid, hotkey: &hotkey };
         let ids = assign_samples(&req, config.samples_per_window(), dataset.num_samples())?;
         let samples = dataset.samples(&ids).await?;
         for b in samples.chunks(batch).take(*steps as usize) {
-            let tokens: u64 = b.iter().map(|s| s.len().saturating_sub(1) as u64).sum();
+            tokens += b.iter().map(|s| s.len().saturating_sub(1) as u64).sum::<u64>();
             tokio::task::block_in_place(|| trainer.step(b, step))?;
             step += 1;
-            central_tokens += tokens;
-            dec_tokens += tokens;
         }
     }
     let specs = params::layout(&config.model);
@@ -168,8 +166,7 @@ pub async fn converge(bench: &ConvergeBench) -> Result<ConvergeReport> {
         decentralized_loss,
         centralized_loss,
         ratio: decentralized_loss / centralized_loss,
-        decentralized_tokens: dec_tokens,
-        centralized_tokens: central_tokens,
+        tokens,
         upload_bytes_per_miner_window: uploaded as f64 / windows_uploaded,
         dense_bytes: params::count(&config.model) * 4,
         curve,
@@ -196,16 +193,12 @@ impl ConvergeReport {
         )?;
         outln!("held-out loss (mean of {} samples): genesis {:.4}", self.eval_samples, self.initial_loss)?;
         outln!(
-            "  decentralized {:.4} ({} tokens, every window in sync: {})",
+            "  decentralized {:.4} ({} tokens each, every window in sync: {})",
             self.decentralized_loss,
-            self.decentralized_tokens,
+            self.tokens,
             self.in_sync
         )?;
-        outln!(
-            "  centralized   {:.4} ({} tokens, AdamW on the same samples)",
-            self.centralized_loss,
-            self.centralized_tokens
-        )?;
+        outln!("  centralized   {:.4} (AdamW on the same samples and tokens)", self.centralized_loss)?;
         outln!("  ratio         {:.3}", self.ratio)?;
         outln!(
             "upload per miner and window: {:.0} B against {} B dense f32 ({:.1}x smaller)",

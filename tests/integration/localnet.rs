@@ -26,6 +26,7 @@ fn node_binary(name: &str) -> PathBuf {
 
 struct Node {
     name: String,
+    uid: u16,
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -169,17 +170,13 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
                     .map(|kv| (kv[0].as_str().expect("k").to_string(), kv[1].as_str().expect("v").to_string()))
                     .collect(),
                 log: root.join(format!("{name}.log")),
+                uid: n["uid"].as_u64().and_then(|u| u16::try_from(u).ok()).expect("uid"),
                 name,
                 child: None,
             }
         })
         .collect();
-    let uid_of: BTreeMap<String, u64> = ready["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| (n["name"].as_str().expect("name").to_string(), n["uid"].as_u64().expect("uid")))
-        .collect();
+    let uid_of = |nodes: &[Node], name: &str| nodes.iter().find(|n| n.name == name).map(|n| n.uid).expect("node");
     for n in &mut nodes {
         n.start();
     }
@@ -196,7 +193,7 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
 
     // Kill miner-2 with SIGKILL, let a window pass, restart it from its state directory.
     let victim = nodes.iter().position(|n| n.name == "miner-2").expect("miner-2");
-    let victim_uid = uid_of["miner-2"].to_string();
+    let victim_uid = uid_of(&nodes, "miner-2").to_string();
     nodes[victim].kill();
     let killed_at = agreed(&nodes).keys().max().copied().unwrap_or(full);
     wait_for("a window after the kill", Duration::from_secs(180), &nodes, || {
@@ -219,9 +216,9 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let weights = rt.block_on(async {
         let chain = SubtensorChain::connect(&endpoint, Duration::from_secs(30), 3).await.expect("connect");
-        chain.weights(netuid, uid_of["validator-1"] as u16).await.expect("weights")
+        chain.weights(netuid, uid_of(&nodes, "validator-1")).await.expect("weights")
     });
-    let miners: Vec<u16> = ["miner-1", "miner-2", "miner-3"].iter().map(|m| uid_of[*m] as u16).collect();
+    let miners: Vec<u16> = ["miner-1", "miner-2", "miner-3"].iter().map(|m| uid_of(&nodes, m)).collect();
     assert!(weights.iter().any(|(uid, w)| miners.contains(uid) && *w > 0), "weights on chain: {weights:?}");
     drop(nodes);
     drop(guard);

@@ -86,8 +86,11 @@ pub fn byte_chars() -> [char; 256] {
 pub fn byte_level_tokenizer(vocab: &[Vec<u8>], merges: &[(Vec<u8>, Vec<u8>)], eos: u32, split: bool) -> Value {
     let chars = byte_chars();
     let text = |bytes: &[u8]| -> String { bytes.iter().map(|b| chars[usize::from(*b)]).collect() };
-    let vocab: serde_json::Map<String, Value> =
+    let mut vocab: serde_json::Map<String, Value> =
         vocab.iter().enumerate().map(|(id, bytes)| (text(bytes), json!(id))).collect();
+    // As in GPT-2's own tokenizer.json: the end-of-document token is an entry of the vocabulary
+    // too, not only an added token.
+    vocab.insert(EOS_TEXT.to_string(), json!(eos));
     let merges: Vec<Value> = merges.iter().map(|(a, b)| json!([text(a), text(b)])).collect();
     let byte_level =
         json!({ "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": split });
