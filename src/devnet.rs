@@ -53,6 +53,9 @@ pub struct DevnetOptions {
     /// Weights by commit and reveal (the subnet's epochs are then 10 blocks, so reveals come
     /// within a few windows).
     pub commit_reveal: bool,
+    /// With `commit_reveal`: weights committed timelocked, revealed by the chain itself, as on
+    /// today's runtime (the dev chain keeps them in the clear until the reveal epoch).
+    pub timelocked_commits: bool,
     /// Prepared training and held-out datasets (folders) to use instead of generated ones.
     pub datasets: Option<(PathBuf, PathBuf)>,
 }
@@ -72,6 +75,7 @@ impl Default for DevnetOptions {
             eval_samples: 64,
             threads: 1,
             commit_reveal: false,
+            timelocked_commits: false,
             datasets: None,
         }
     }
@@ -221,6 +225,7 @@ impl Devnet {
             reveal_period_epochs: 1,
             max_uids: 256,
             max_validators: 64,
+            timelocked_commits: opts.timelocked_commits,
         };
         chain.create_subnet(NETUID, params, 1_000_000_000);
         let owner = Keypair::from_secret("//Alice", "devnet owner")?;

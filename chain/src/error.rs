@@ -55,6 +55,10 @@ pub enum ChainError {
     Dispatch { call: String, pallet: String, error: String },
     #[error("unexpected chain data: {0}")]
     Decode(String),
+    #[error("cannot encode {0}")]
+    Encode(String),
+    #[error("unsupported runtime: {0}")]
+    UnsupportedRuntime(String),
 }
 
 impl ChainError {

@@ -3,10 +3,14 @@
 //! in-process dev chain for the quick start. The protocol core in `ferrum-common` takes block
 //! numbers, timestamps and block hashes as plain inputs; this crate supplies them.
 
+pub mod calls;
 pub mod commit_reveal;
 pub mod error;
+pub mod extrinsic;
 pub mod local;
+pub mod runtime;
 pub mod subtensor;
+pub mod timelock;
 pub mod types;
 pub mod wallet;
 pub mod weights;
@@ -84,6 +88,18 @@ pub trait Chain: Send + Sync {
         netuid: u16,
         hash: [u8; 32],
     ) -> impl Future<Output = Result<(), ChainError>> + Send;
+
+    /// Commits weights encrypted to a future drand round ([`timelock`]); the chain decrypts and
+    /// applies them itself, so there is nothing to reveal. Returns the round. Runtimes without
+    /// timelocked commits ([`SubnetParams::timelocked_commits`]) refuse it plainly.
+    fn commit_timelocked_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> impl Future<Output = Result<u64, ChainError>> + Send;
 
     /// Reveals committed weights.
     fn reveal_weights(

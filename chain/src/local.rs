@@ -46,6 +46,22 @@ struct Subnet {
     commitments: HashMap<Hotkey, Commitment>,
     /// Unrevealed weight commits per hotkey: (hash, epoch of the commit).
     commits: HashMap<Hotkey, Vec<([u8; 32], u64)>>,
+    /// Timelocked commits waiting for their reveal epoch, in commit order.
+    timelocked: Vec<TimelockedCommit>,
+    /// Weight commits accepted per hotkey, ever: (hash commits, timelocked commits).
+    commits_made: HashMap<Hotkey, (u32, u32)>,
+}
+
+/// A timelocked weights commit as the dev chain keeps it: in the clear, since it has no drand
+/// beacon to decrypt with; it applies the weights when the reveal epoch begins, as subtensor
+/// does once the round's pulse arrives.
+#[derive(Debug, Clone)]
+struct TimelockedCommit {
+    hotkey: Hotkey,
+    reveal_epoch: u64,
+    uids: Vec<u16>,
+    values: Vec<u16>,
+    version_key: u64,
 }
 
 impl Subnet {
@@ -218,7 +234,15 @@ impl LocalChain {
 
     /// Creates a subnet (the owner's sudo setup), with `burn` rao per registration.
     pub fn create_subnet(&self, netuid: u16, params: SubnetParams, burn: u64) {
-        let subnet = Subnet { params, burn, neurons: Vec::new(), commitments: HashMap::new(), commits: HashMap::new() };
+        let subnet = Subnet {
+            params,
+            burn,
+            neurons: Vec::new(),
+            commitments: HashMap::new(),
+            commits: HashMap::new(),
+            timelocked: Vec::new(),
+            commits_made: HashMap::new(),
+        };
         self.lock().subnets.insert(netuid, subnet);
         self.advance(1);
     }
@@ -228,6 +252,13 @@ impl LocalChain {
         self.lock().subnets.get_mut(&netuid).ok_or(ChainError::NoSubnet { netuid })?.params = params;
         self.advance(1);
         Ok(())
+    }
+
+    /// How many weight commits a hotkey has made on a subnet, ever: (hash commits, timelocked
+    /// commits). Dev introspection, for tests of which path a validator takes.
+    pub fn commits_made(&self, netuid: u16, hotkey: &Hotkey) -> (u32, u32) {
+        let s = self.lock();
+        s.subnets.get(&netuid).and_then(|sn| sn.commits_made.get(hotkey).copied()).unwrap_or((0, 0))
     }
 
     /// Sets a hotkey's stake on a subnet (dev shortcut for staking).
@@ -265,7 +296,9 @@ fn produce(s: &mut State, timestamp_ms: Option<u64>) -> BlockInfo {
     s.block += 1;
     let block = s.block;
     for (&netuid, subnet) in s.subnets.iter_mut() {
-        if subnet.params.epoch(netuid, block) != subnet.params.epoch(netuid, block - 1) {
+        let epoch = subnet.params.epoch(netuid, block);
+        if epoch != subnet.params.epoch(netuid, block - 1) {
+            reveal_timelocked(subnet, netuid, epoch, block);
             subnet.epoch();
         }
     }
@@ -303,6 +336,21 @@ fn weights_caller<'a>(
     let uid = registered(subnet, netuid, hotkey)?;
     weights::check_mode(&subnet.params, netuid, commit_reveal_call)?;
     Ok((subnet, uid))
+}
+
+/// Applies the timelocked commits due in `epoch`; one that no longer passes the weights rules
+/// (the caller deregistered, the version key raised) is dropped, as the chain drops it.
+fn reveal_timelocked(subnet: &mut Subnet, netuid: u16, epoch: u64, block: u64) {
+    let (due, later): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut subnet.timelocked).into_iter().partition(|c| c.reveal_epoch <= epoch);
+    subnet.timelocked = later;
+    for c in due {
+        if let Some(uid) = subnet.uid(&c.hotkey) {
+            // Revealed weights are not rate limited: the commit was.
+            subnet.neurons[usize::from(uid)].last_update = 0;
+            let _ = apply_weights(subnet, netuid, uid, &c.uids, &c.values, c.version_key, block);
+        }
+    }
 }
 
 /// The checks and effect shared by `set_weights` and `reveal_weights`.
@@ -472,7 +520,45 @@ impl Chain for LocalChain {
                 return Err(ChainError::TooManyCommits { max: MAX_UNREVEALED_COMMITS });
             }
             commits.push((hash, epoch));
+            subnet.commits_made.entry(hotkey).or_default().0 += 1;
             Ok(())
+        })
+    }
+
+    /// On a subnet made with `timelocked_commits`, keeps the weights until the reveal epoch
+    /// and applies them then. The dev chain has no drand beacon: the number returned is the
+    /// first block of the reveal epoch, where subtensor returns the drand round.
+    async fn commit_timelocked_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<u64, ChainError> {
+        let hotkey = signer.hotkey();
+        self.extrinsic(|s, block| {
+            let (subnet, uid) = weights_caller(s, netuid, &hotkey, true)?;
+            if !subnet.params.timelocked_commits {
+                return Err(ChainError::UnsupportedRuntime(format!(
+                    "netuid {netuid} of the dev chain was made without timelocked commits"
+                )));
+            }
+            let p = &subnet.params;
+            weights::check_version(p, version_key)?;
+            weights::check(p, netuid, subnet.neurons.len() as u16, uid, uids, values)?;
+            weights::check_rate(p, subnet.neurons[usize::from(uid)].last_update, block)?;
+            if subnet.timelocked.iter().filter(|c| c.hotkey == hotkey).count() >= MAX_UNREVEALED_COMMITS {
+                return Err(ChainError::TooManyCommits { max: MAX_UNREVEALED_COMMITS });
+            }
+            let reveal_epoch = p.epoch(netuid, block) + p.reveal_period_epochs;
+            let reveal_block = p.epoch_start(netuid, reveal_epoch);
+            subnet.neurons[usize::from(uid)].last_update = block;
+            let commit =
+                TimelockedCommit { hotkey, reveal_epoch, uids: uids.to_vec(), values: values.to_vec(), version_key };
+            subnet.timelocked.push(commit);
+            subnet.commits_made.entry(hotkey).or_default().1 += 1;
+            Ok(reveal_block)
         })
     }
 
@@ -546,6 +632,7 @@ mod tests {
             reveal_period_epochs: 1,
             max_uids: 8,
             max_validators: 2,
+            timelocked_commits: false,
         };
         chain.create_subnet(1, params, 1);
         let keys: Vec<Keypair> = ["//Bob", "//Charlie", "//Dave", "//Eve"]
@@ -567,5 +654,52 @@ mod tests {
         assert_eq!(permits, vec![true, true, false, false], "the two largest stakes");
         let incentive: Vec<u16> = m.neurons.iter().map(|n| n.incentive).collect();
         assert_eq!(incentive, vec![0, 0, 65535, 0], "weights without stake-majority backing are clipped");
+    }
+
+    #[tokio::test]
+    async fn timelocked_commits_apply_themselves_in_the_reveal_epoch() {
+        let chain = LocalChain::new();
+        let alice = Keypair::from_secret("//Alice", "test").expect("key");
+        chain.fund(&alice.hotkey(), 100);
+        let params = SubnetParams {
+            tempo: 4,
+            weights_rate_limit: 0,
+            weights_version_key: 3,
+            min_allowed_weights: 1,
+            max_weight_limit: u16::MAX,
+            commit_reveal: true,
+            reveal_period_epochs: 1,
+            max_uids: 8,
+            max_validators: 2,
+            timelocked_commits: true,
+        };
+        chain.create_subnet(1, params.clone(), 1);
+        let v = Keypair::from_secret("//Bob", "test").expect("key");
+        chain.register(&alice, 1, &v.hotkey()).await.expect("register");
+        chain.register(&alice, 1, &alice.hotkey()).await.expect("register");
+        assert_eq!(
+            chain.set_weights(&v, 1, &[1], &[1], 3).await,
+            Err(ChainError::CommitRevealEnabled { netuid: 1 }),
+            "plain weights are refused while commit-reveal is on"
+        );
+        // The weights rules apply at commit time, as subtensor checks them before encrypting.
+        assert_eq!(
+            chain.commit_timelocked_weights(&v, 1, &[1], &[1], 2).await,
+            Err(ChainError::VersionKey { required: 3, got: 2 })
+        );
+        let reveal = chain.commit_timelocked_weights(&v, 1, &[1], &[7], 3).await.expect("commit");
+        let head = chain.best_block().await.expect("head").number;
+        assert_eq!(params.epoch(1, reveal), params.epoch(1, head) + 1, "revealed in the next epoch");
+        chain.advance(reveal - head - 1);
+        assert!(chain.weights(1, 0).await.expect("weights").is_empty(), "hidden until the reveal epoch");
+        chain.advance(1);
+        assert_eq!(chain.weights(1, 0).await.expect("weights"), vec![(1, u16::MAX)]);
+        assert_eq!(chain.commits_made(1, &v.hotkey()), (0, 1));
+
+        // A subnet made without them refuses them plainly.
+        chain.create_subnet(2, SubnetParams { timelocked_commits: false, ..params }, 1);
+        chain.register(&alice, 2, &v.hotkey()).await.expect("register");
+        let err = chain.commit_timelocked_weights(&v, 2, &[0], &[1], 3).await.expect_err("no timelock");
+        assert!(matches!(err, ChainError::UnsupportedRuntime(_)), "{err}");
     }
 }

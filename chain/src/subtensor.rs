@@ -6,9 +6,11 @@
 //! (`weights::check*`), so the common mistakes come back as the same plain errors on both
 //! chains; the runtime's own rejections are mapped from their pallet error names.
 //!
-//! Written against spec 218 (`register`'s `mechid`, `Weights` keyed by netuid). Current mainnet
-//! (spec 4xx) adds a `ChargeTransactionPaymentWrapper` transaction extension that subxt does not
-//! know: submissions there fail with [`ChainError::Connection`] naming the missing extension.
+//! Which calls and storage keys to use is read from the runtime's metadata
+//! ([`RuntimeProfile`]), and every transaction is built with the extensions that metadata lists
+//! ([`extrinsic`](crate::extrinsic)): held to the spec 218 runtime under chopsticks
+//! (`tests/conformance.rs`) and to today's finney metadata with an independent encoder
+//! (`tests/finney.rs`). docs/chain.md says which runtimes are supported and how that was checked.
 
 use std::time::Duration;
 
@@ -16,18 +18,20 @@ use ferrum_common::Hotkey;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use sp_core::Pair as _;
+use subxt::OnlineClient;
 use subxt::dynamic::{self, At as _, Value};
-use subxt::ext::scale_value::{Composite, ValueDef};
-use subxt::utils::{AccountId32, H256, MultiSignature};
-use subxt::{OnlineClient, PolkadotConfig};
+use subxt::ext::scale_value::ValueDef;
+use subxt::utils::{AccountId32, MultiSignature};
 
 use crate::error::ChainError;
+use crate::extrinsic::{self, CallSpec, Era, SubtensorConfig, TxParams};
+use crate::runtime::RuntimeProfile;
 use crate::types::{BlockInfo, Commitment, MAX_COMMITMENT_BYTES, Metagraph, Neuron, SubnetParams};
 use crate::wallet::Keypair;
-use crate::{Chain, weights};
+use crate::{Chain, calls, timelock, weights};
 
-type Api = OnlineClient<PolkadotConfig>;
-type AtBlock = subxt::client::ClientAtBlock<PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>;
+type Api = OnlineClient<SubtensorConfig>;
+type AtBlock = subxt::client::ClientAtBlock<SubtensorConfig, subxt::client::OnlineClientAtBlockImpl<SubtensorConfig>>;
 
 const MODULE: &str = "SubtensorModule";
 /// Storage reads in flight at once while reading a metagraph.
@@ -36,7 +40,7 @@ const METAGRAPH_CONCURRENCY: usize = 32;
 /// subxt's two-method signer over an sp-core sr25519 pair.
 struct Signer(sp_core::sr25519::Pair);
 
-impl subxt::tx::Signer<PolkadotConfig> for Signer {
+impl subxt::tx::Signer<SubtensorConfig> for Signer {
     fn account_id(&self) -> AccountId32 {
         AccountId32(self.0.public().0)
     }
@@ -57,6 +61,8 @@ pub struct SubtensorChain {
     rpc: subxt::rpcs::RpcClient,
     url: String,
     timeout: Duration,
+    /// The subnet mechanism whose weights this client sets and reads (0: the subnet's first).
+    mechanism: u8,
 }
 
 fn conn(e: impl std::fmt::Display) -> ChainError {
@@ -82,7 +88,9 @@ impl SubtensorChain {
                 .await
                 .map_err(|e| ChainError::Connection(format!("{url}: {e}")))?;
             let raw = subxt::rpcs::RpcClient::new(rpc.clone());
-            let api = Api::from_rpc_client(rpc).await.map_err(|e| ChainError::Connection(format!("{url}: {e}")))?;
+            let api = Api::from_rpc_client_with_config(SubtensorConfig::new(), rpc)
+                .await
+                .map_err(|e| ChainError::Connection(format!("{url}: {e}")))?;
             Ok::<_, ChainError>((api, raw))
         };
         // The whole connection attempt, retries included, is bounded too.
@@ -90,7 +98,33 @@ impl SubtensorChain {
         let (api, rpc) = tokio::time::timeout(budget, connecting)
             .await
             .map_err(|_| ChainError::Connection(format!("{url}: no connection within {} s", budget.as_secs())))??;
-        Ok(SubtensorChain { api, rpc, url: url.to_string(), timeout })
+        Ok(SubtensorChain { api, rpc, url: url.to_string(), timeout, mechanism: 0 })
+    }
+
+    /// Sets and reads the weights of another mechanism of the subnet (runtimes with
+    /// mechanisms only; the calls fail plainly elsewhere).
+    pub fn with_mechanism(mut self, mechanism: u8) -> SubtensorChain {
+        self.mechanism = mechanism;
+        self
+    }
+
+    /// The stake a hotkey needs to set weights, in rao (`StakeThreshold`, or `WeightsMinStake`
+    /// on older runtimes).
+    pub async fn stake_threshold(&self) -> Result<u64, ChainError> {
+        self.timed("stake_threshold", async {
+            let at = self.at(None).await?;
+            let profile = RuntimeProfile::from_metadata(at.metadata_ref())?;
+            let item = profile
+                .stake_threshold_item
+                .ok_or_else(|| ChainError::UnsupportedRuntime("no stake threshold in this runtime's storage".into()))?;
+            fetch(&at, MODULE, item, ()).await
+        })
+        .await
+    }
+
+    /// What the connected runtime offers, from its metadata at the current block.
+    pub async fn runtime_profile(&self) -> Result<RuntimeProfile, ChainError> {
+        RuntimeProfile::from_metadata(self.at(None).await?.metadata_ref())
     }
 
     /// Number, hash and timestamp of one block, by plain RPC reads: a client "at a block" asks
@@ -144,11 +178,6 @@ impl SubtensorChain {
         &self.url
     }
 
-    /// The underlying client, for dev tooling (sudo setup in tests).
-    pub fn api(&self) -> &Api {
-        &self.api
-    }
-
     async fn timed<T>(&self, call: &str, f: impl Future<Output = Result<T, ChainError>>) -> Result<T, ChainError> {
         tokio::time::timeout(self.timeout, f)
             .await
@@ -162,15 +191,44 @@ impl SubtensorChain {
         }
     }
 
-    /// Signs, submits and waits for inclusion; a failed dispatch becomes a plain error.
-    pub async fn submit(&self, signer: &Keypair, pallet: &str, call: &str, args: Vec<Value>) -> Result<(), ChainError> {
-        let label = format!("{pallet}.{call}");
-        let payload = dynamic::tx(pallet, call, Composite::unnamed(args));
+    /// Signs a call of `pallet` by name and submits it (dev tooling: sudo and staking setup).
+    pub async fn submit(
+        &self,
+        signer: &Keypair,
+        pallet: &'static str,
+        call: &'static str,
+        args: Vec<Value>,
+    ) -> Result<(), ChainError> {
+        self.submit_call(signer, CallSpec { pallet, call, args }).await
+    }
+
+    /// Signs with the extensions the runtime lists (mortal for [`extrinsic::MORTAL_PERIOD`]
+    /// blocks from the current one, the account's next nonce, no tip), submits, and waits for
+    /// finalization; a failed dispatch becomes a plain error.
+    pub async fn submit_call(&self, signer: &Keypair, call: CallSpec) -> Result<(), ChainError> {
+        let label = format!("{}.{}", call.pallet, call.call);
+        let payload = call.payload();
         let signer = Signer(signer.pair().clone());
         self.timed(&label, async {
-            let mut tx = self.api.tx().await.map_err(conn)?;
-            let progress =
-                tx.sign_and_submit_then_watch_default(&payload, &signer).await.map_err(|e| submit_error(&label, e))?;
+            let at = self.at(None).await?;
+            let extensions = extrinsic::check_extensions(at.metadata_ref())?;
+            let txs = at.tx();
+            let account = AccountId32(signer.0.public().0);
+            let nonce = txs.account_nonce(&account).await.map_err(conn)?;
+            let params = TxParams {
+                nonce,
+                tip: 0,
+                era: Era::Mortal {
+                    period: extrinsic::MORTAL_PERIOD,
+                    from: at.block_number(),
+                    from_hash: at.block_hash().0,
+                },
+            };
+            let mut signable = txs
+                .create_v4_signable_offline(&payload, extrinsic::subxt_params(&params, &extensions))
+                .map_err(|e| submit_error(&label, e))?;
+            let tx = signable.sign(&signer).map_err(|e| submit_error(&label, e))?;
+            let progress = tx.submit_and_watch().await.map_err(|e| submit_error(&label, e))?;
             progress.wait_for_finalized_success().await.map_err(|e| dispatch_error(&label, e))?;
             Ok(())
         })
@@ -182,19 +240,21 @@ impl SubtensorChain {
     }
 
     /// The pre-flight of every weights call, read at one block: the caller is registered and the
-    /// subnet's commit-reveal setting matches the call. Returns that block, the subnet's params
-    /// and the caller's uid.
+    /// subnet's commit-reveal setting matches the call. Returns that block, the runtime's
+    /// profile, the subnet's params and the caller's uid.
     async fn weights_caller(
         &self,
         netuid: u16,
         hotkey: &Hotkey,
         commit_reveal_call: bool,
-    ) -> Result<(AtBlock, SubnetParams, u16), ChainError> {
+    ) -> Result<WeightsCaller, ChainError> {
         let at = self.at(None).await?;
-        let p = params_at(&at, netuid).await?;
+        let profile = RuntimeProfile::from_metadata(at.metadata_ref())?;
+        let index = profile.storage_index(netuid, self.mechanism)?;
+        let p = params_at(&at, &profile, netuid).await?;
         let uid = uid_at(&at, netuid, hotkey).await?.ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })?;
         weights::check_mode(&p, netuid, commit_reveal_call)?;
-        Ok((at, p, uid))
+        Ok(WeightsCaller { at, profile, index, params: p, uid })
     }
 
     /// The dev chain's rules for the weights themselves, so mistakes never cost a transaction.
@@ -213,7 +273,17 @@ impl SubtensorChain {
     }
 }
 
-async fn params_at(at: &AtBlock, netuid: u16) -> Result<SubnetParams, ChainError> {
+/// What every weights call reads first, at one block.
+struct WeightsCaller {
+    at: AtBlock,
+    profile: RuntimeProfile,
+    /// The key of the mechanism's weights storage.
+    index: u16,
+    params: SubnetParams,
+    uid: u16,
+}
+
+async fn params_at(at: &AtBlock, profile: &RuntimeProfile, netuid: u16) -> Result<SubnetParams, ChainError> {
     let exists: bool = fetch(at, MODULE, "NetworksAdded", (netuid,)).await?;
     if !exists {
         return Err(ChainError::NoSubnet { netuid });
@@ -228,6 +298,7 @@ async fn params_at(at: &AtBlock, netuid: u16) -> Result<SubnetParams, ChainError
         reveal_period_epochs: fetch(at, MODULE, "RevealPeriodEpochs", (netuid,)).await?,
         max_uids: fetch(at, MODULE, "MaxAllowedUids", (netuid,)).await?,
         max_validators: fetch(at, MODULE, "MaxAllowedValidators", (netuid,)).await?,
+        timelocked_commits: profile.timelocked_commits,
     })
 }
 
@@ -263,10 +334,10 @@ where
 
 fn submit_error(call: &str, e: impl std::fmt::Display) -> ChainError {
     let text = e.to_string();
-    if text.contains("ChargeTransactionPaymentWrapper") || text.contains("transaction extension") {
-        return ChainError::Connection(format!(
-            "{call}: this runtime needs a transaction extension subxt does not know ({text}); spec 4xx mainnet is not supported yet"
-        ));
+    // check_extensions vets the list first; a runtime upgrade between that and signing is the
+    // one way here, and reconnecting picks the new metadata up.
+    if text.to_lowercase().contains("transaction extension") {
+        return ChainError::UnsupportedRuntime(format!("{call}: {text}"));
     }
     ChainError::Dispatch { call: call.to_string(), pallet: "pool".into(), error: text }
 }
@@ -346,7 +417,12 @@ impl Chain for SubtensorChain {
     }
 
     async fn subnet_params(&self, netuid: u16) -> Result<SubnetParams, ChainError> {
-        self.timed("subnet_params", async { params_at(&self.at(None).await?, netuid).await }).await
+        self.timed("subnet_params", async {
+            let at = self.at(None).await?;
+            let profile = RuntimeProfile::from_metadata(at.metadata_ref())?;
+            params_at(&at, &profile, netuid).await
+        })
+        .await
     }
 
     async fn metagraph(&self, netuid: u16, at: Option<u64>) -> Result<Metagraph, ChainError> {
@@ -356,7 +432,8 @@ impl Chain for SubtensorChain {
             let permits: Vec<bool> = fetch(&at, MODULE, "ValidatorPermit", (netuid,)).await?;
             let incentive: Vec<u16> = fetch(&at, MODULE, "Incentive", (netuid,)).await?;
             let active: Vec<bool> = fetch(&at, MODULE, "Active", (netuid,)).await?;
-            let last_update: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (netuid,)).await?;
+            let index = RuntimeProfile::from_metadata(at.metadata_ref())?.storage_index(netuid, self.mechanism)?;
+            let last_update: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (index,)).await?;
             // Per-uid reads go out together (one round trip each, not one after another).
             let at = &at;
             // Collected first, so the future stays `Send` for nodes that run in spawned tasks.
@@ -398,13 +475,7 @@ impl Chain for SubtensorChain {
         if self.uid_of(netuid, hotkey).await?.is_some() {
             return Err(ChainError::AlreadyRegistered { hotkey: *hotkey, netuid });
         }
-        self.submit(
-            coldkey,
-            MODULE,
-            "burned_register",
-            vec![Value::u128(u128::from(netuid)), Value::from_bytes(hotkey.0)],
-        )
-        .await?;
+        self.submit_call(coldkey, calls::burned_register(netuid, hotkey.0)).await?;
         self.uid_or_err(netuid, hotkey).await
     }
 
@@ -413,10 +484,7 @@ impl Chain for SubtensorChain {
             return Err(ChainError::CommitmentTooLarge { max: MAX_COMMITMENT_BYTES, got: data.len() });
         }
         self.uid_or_err(netuid, &signer.hotkey()).await?;
-        // `Data` is encoded by hand in the pallet; its type info names one variant per length.
-        let field = Value::unnamed_variant(format!("Raw{}", data.len()), [Value::from_bytes(data)]);
-        let info = Value::named_composite([("fields", Value::unnamed_composite([field]))]);
-        self.submit(signer, "Commitments", "set_commitment", vec![Value::u128(u128::from(netuid)), info]).await
+        self.submit_call(signer, calls::set_commitment(netuid, data)).await
     }
 
     async fn commitment(&self, netuid: u16, hotkey: &Hotkey) -> Result<Option<Commitment>, ChainError> {
@@ -448,23 +516,70 @@ impl Chain for SubtensorChain {
         values: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        self.timed("set_weights pre-flight", async {
-            let (at, p, uid) = self.weights_caller(netuid, &signer.hotkey(), false).await?;
-            Self::check_weights(&at, &p, netuid, uid, uids, values, version_key).await?;
-            let last: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (netuid,)).await?;
-            // The extrinsic executes in the next block.
-            weights::check_rate(&p, last.get(usize::from(uid)).copied().unwrap_or(0), at.block_number() + 1)
-        })
-        .await?;
-        let args =
-            vec![Value::u128(u128::from(netuid)), u16s(uids), u16s(values), Value::u128(u128::from(version_key))];
-        self.submit(signer, MODULE, "set_weights", args).await
+        let call = self
+            .timed("set_weights pre-flight", async {
+                let c = self.weights_caller(netuid, &signer.hotkey(), false).await?;
+                Self::check_weights(&c.at, &c.params, netuid, c.uid, uids, values, version_key).await?;
+                let last: Vec<u64> = fetch(&c.at, MODULE, "LastUpdate", (c.index,)).await?;
+                // The extrinsic executes in the next block.
+                let last = last.get(usize::from(c.uid)).copied().unwrap_or(0);
+                weights::check_rate(&c.params, last, c.at.block_number() + 1)?;
+                calls::set_weights(&c.profile, netuid, self.mechanism, uids, values, version_key)
+            })
+            .await?;
+        self.submit_call(signer, call).await
     }
 
     async fn commit_weights(&self, signer: &Keypair, netuid: u16, hash: [u8; 32]) -> Result<(), ChainError> {
-        self.timed("commit_weights pre-flight", self.weights_caller(netuid, &signer.hotkey(), true)).await?;
-        let args = vec![Value::u128(u128::from(netuid)), Value::from_bytes(H256(hash).0)];
-        self.submit(signer, MODULE, "commit_weights", args).await
+        let call = self
+            .timed("commit_weights pre-flight", async {
+                let c = self.weights_caller(netuid, &signer.hotkey(), true).await?;
+                calls::commit_weights(&c.profile, netuid, self.mechanism, hash)
+            })
+            .await?;
+        self.submit_call(signer, call).await
+    }
+
+    async fn commit_timelocked_weights(
+        &self,
+        signer: &Keypair,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<u64, ChainError> {
+        let hotkey = signer.hotkey();
+        let (call, round) = self
+            .timed("commit_timelocked_weights pre-flight", async {
+                let c = self.weights_caller(netuid, &hotkey, true).await?;
+                if !c.profile.timelocked_commits {
+                    return Err(ChainError::UnsupportedRuntime(
+                        "this runtime has no timelocked weight commits: commit and reveal instead".into(),
+                    ));
+                }
+                Self::check_weights(&c.at, &c.params, netuid, c.uid, uids, values, version_key).await?;
+                let version: u16 = fetch(&c.at, MODULE, "CommitRevealWeightsVersion", ()).await?;
+                let schedule = timelock::RevealSchedule {
+                    netuid,
+                    tempo: c.params.tempo,
+                    reveal_period_epochs: c.params.reveal_period_epochs,
+                    block_time_secs: block_time_secs(&c.at)?,
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or_default();
+                let round = timelock::reveal_round(&schedule, c.at.block_number(), now);
+                let payload = timelock::weights_payload(&hotkey, uids, values, version_key);
+                let ciphertext = timelock::encrypt(&payload, round, &mut rand08::rngs::OsRng)
+                    .map_err(|e| ChainError::Encode(e.to_string()))?;
+                let call =
+                    calls::commit_timelocked_weights(&c.profile, netuid, self.mechanism, &ciphertext, round, version)?;
+                Ok((call, round))
+            })
+            .await?;
+        self.submit_call(signer, call).await?;
+        Ok(round)
     }
 
     async fn reveal_weights(
@@ -477,42 +592,52 @@ impl Chain for SubtensorChain {
         version_key: u64,
     ) -> Result<(), ChainError> {
         let hotkey = signer.hotkey();
-        self.timed("reveal_weights pre-flight", async {
-            let (at, p, uid) = self.weights_caller(netuid, &hotkey, true).await?;
-            Self::check_weights(&at, &p, netuid, uid, uids, values, version_key).await?;
-            // The pallet keeps (hash, commit block, first reveal block, last reveal block).
-            let commits: Vec<([u8; 32], u64, u64, u64)> =
-                try_fetch(&at, MODULE, "WeightCommits", (netuid, hotkey.0)).await?.unwrap_or_default();
-            let hash = crate::commit_reveal::commit_hash(&hotkey, netuid, uids, values, salt, version_key);
-            let &(_, _, first, last) =
-                commits.iter().find(|c| c.0 == hash).ok_or(ChainError::NoMatchingCommit { hotkey, netuid })?;
-            let next = at.block_number() + 1;
-            if next < first {
-                return Err(ChainError::RevealTooEarly { from: first });
-            }
-            if next > last {
-                return Err(ChainError::CommitExpired { expired: last + 1 });
-            }
-            Ok(())
-        })
-        .await?;
-        let args = vec![
-            Value::u128(u128::from(netuid)),
-            u16s(uids),
-            u16s(values),
-            u16s(salt),
-            Value::u128(u128::from(version_key)),
-        ];
-        self.submit(signer, MODULE, "reveal_weights", args).await
+        let call = self
+            .timed("reveal_weights pre-flight", async {
+                let c = self.weights_caller(netuid, &hotkey, true).await?;
+                let at = &c.at;
+                Self::check_weights(at, &c.params, netuid, c.uid, uids, values, version_key).await?;
+                // The pallet keeps (hash, commit block, first reveal block, last reveal block).
+                let commits: Vec<([u8; 32], u64, u64, u64)> =
+                    try_fetch(at, MODULE, "WeightCommits", (c.index, hotkey.0)).await?.unwrap_or_default();
+                let hash = crate::commit_reveal::commit_hash(&hotkey, netuid, uids, values, salt, version_key);
+                let &(_, _, first, last) =
+                    commits.iter().find(|c| c.0 == hash).ok_or(ChainError::NoMatchingCommit { hotkey, netuid })?;
+                let next = at.block_number() + 1;
+                if next < first {
+                    return Err(ChainError::RevealTooEarly { from: first });
+                }
+                if next > last {
+                    return Err(ChainError::CommitExpired { expired: last + 1 });
+                }
+                calls::reveal_weights(&c.profile, netuid, self.mechanism, uids, values, salt, version_key)
+            })
+            .await?;
+        self.submit_call(signer, call).await
     }
 
     async fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
-        self.timed("weights", async { fetch(&self.at(None).await?, MODULE, "Weights", (netuid, uid)).await }).await
+        self.timed("weights", async {
+            let at = self.at(None).await?;
+            let index = RuntimeProfile::from_metadata(at.metadata_ref())?.storage_index(netuid, self.mechanism)?;
+            fetch(&at, MODULE, "Weights", (index, uid)).await
+        })
+        .await
     }
 }
 
-fn u16s(v: &[u16]) -> Value {
-    Value::unnamed_composite(v.iter().map(|&x| Value::u128(u128::from(x))))
+/// Seconds per block: Aura's slot, twice `Timestamp.MinimumPeriod` (12 s on finney).
+fn block_time_secs(at: &AtBlock) -> Result<f64, ChainError> {
+    let raw = at
+        .metadata_ref()
+        .pallet_by_name("Timestamp")
+        .and_then(|p| p.constant_by_name("MinimumPeriod"))
+        .map(|c| c.value().to_vec())
+        .ok_or_else(|| ChainError::Decode("no Timestamp.MinimumPeriod constant".into()))?;
+    let ms = <[u8; 8]>::try_from(raw.as_slice())
+        .map(u64::from_le_bytes)
+        .map_err(|_| ChainError::Decode("Timestamp.MinimumPeriod is not a u64".into()))?;
+    Ok((2 * ms) as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -536,7 +661,7 @@ mod tests {
 
     #[test]
     fn an_unknown_transaction_extension_is_reported_as_such() {
-        let e = submit_error("X.y", "Transaction extension ChargeTransactionPaymentWrapper not found");
-        assert!(matches!(e, ChainError::Connection(m) if m.contains("spec 4xx")));
+        let e = submit_error("X.y", "Transaction extension NewThing not found");
+        assert!(matches!(e, ChainError::UnsupportedRuntime(m) if m.contains("NewThing") && m.contains("X.y")));
     }
 }

@@ -60,6 +60,9 @@ pub struct SubnetParams {
     pub reveal_period_epochs: u64,
     pub max_uids: u16,
     pub max_validators: u16,
+    /// The runtime takes weight commits timelocked to a drand round and reveals them itself
+    /// (`commit_timelocked_weights`); hash commits with a later reveal otherwise.
+    pub timelocked_commits: bool,
 }
 
 impl SubnetParams {

@@ -128,6 +128,7 @@ mod tests {
             reveal_period_epochs: 1,
             max_uids: 16,
             max_validators: 4,
+            timelocked_commits: false,
         }
     }
 

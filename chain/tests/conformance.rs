@@ -36,6 +36,7 @@ fn params() -> SubnetParams {
         reveal_period_epochs: 1,
         max_uids: 64,
         max_validators: 8,
+        timelocked_commits: false,
     }
 }
 
@@ -348,18 +349,20 @@ mod subtensor {
             h.sudo("sudo_set_network_rate_limit", vec![u(0u64)]).await;
             let before = h.subnets().await;
             let alice = key("//Alice");
-            h.chain
-                .submit(
-                    &alice,
-                    "SubtensorModule",
-                    "register_network",
-                    vec![Value::from_bytes(key("//Ferdie").hotkey().0), u(1u16)],
-                )
-                .await
-                .expect("register network");
+            // The calls that changed since spec 218 are chosen from the metadata; this runtime
+            // reads as spec 218 (tests/finney.rs holds the same code to today's runtime).
+            let profile = h.chain.runtime_profile().await.expect("runtime profile");
+            assert_eq!(
+                (profile.mechanisms, profile.stake_threshold_item, profile.register_network_takes_mechid),
+                (false, Some("WeightsMinStake"), true)
+            );
+            assert!(!profile.start_call && !profile.timelocked_commits);
+            let register = ferrum_chain::calls::register_network(&profile, key("//Ferdie").hotkey().0);
+            h.chain.submit_call(&alice, register).await.expect("register network");
             let after = h.subnets().await;
             h.netuid = *after.iter().find(|n| !before.contains(n)).expect("a new subnet");
-            h.sudo("sudo_set_weights_min_stake", vec![u(0u64)]).await;
+            h.sudo(profile.sudo_stake_threshold_call.expect("stake threshold call"), vec![u(0u64)]).await;
+            assert_eq!(h.chain.stake_threshold().await.expect("stake threshold"), 0);
             h.sudo("sudo_set_target_registrations_per_interval", vec![u(h.netuid), u(1000u16)]).await;
             h.sudo("sudo_set_max_registrations_per_block", vec![u(h.netuid), u(1000u16)]).await;
             h.configure(params()).await;
@@ -377,9 +380,8 @@ mod subtensor {
         }
 
         async fn sudo(&self, call: &str, args: Vec<Value>) {
-            let inner = Value::unnamed_variant("AdminUtils", [Value::unnamed_variant(call, args)]);
             self.chain
-                .submit(&key("//Alice"), "Sudo", "sudo", vec![inner])
+                .submit_call(&key("//Alice"), ferrum_chain::calls::sudo_admin(call, args))
                 .await
                 .unwrap_or_else(|e| panic!("sudo {call}: {e}"));
         }

@@ -268,12 +268,7 @@ impl Localnet {
             if *role == "validator" {
                 let stake = 1_000_000_000_000u64; // 1,000 TAO
                 client
-                    .submit(
-                        &owner,
-                        "SubtensorModule",
-                        "add_stake",
-                        vec![Value::from_bytes(key.hotkey().0), u(netuid), u(stake)],
-                    )
+                    .submit_call(&owner, ferrum_chain::calls::add_stake(key.hotkey().0, netuid, stake))
                     .await
                     .context("staking the validator")?;
             }
@@ -380,20 +375,30 @@ fn limits() -> StorageLimits {
 /// hyperparameters a localnet runs with (sudo).
 async fn create_subnet(client: &SubtensorChain, owner: &Keypair, commit_reveal: bool) -> Result<u16> {
     let sudo = |call: &'static str, args: Vec<Value>| {
-        let inner = Value::unnamed_variant("AdminUtils", [Value::unnamed_variant(call, args)]);
-        async move { client.submit(owner, "Sudo", "sudo", vec![inner]).await.with_context(|| format!("sudo {call}")) }
+        let sudo = ferrum_chain::calls::sudo_admin(call, args);
+        async move { client.submit_call(owner, sudo).await.with_context(|| format!("sudo {call}")) }
     };
+    // Calls that changed between runtimes (register_network's mechid, the stake threshold,
+    // start_call) are chosen from the metadata.
+    let profile = client.runtime_profile().await?;
     sudo("sudo_set_network_rate_limit", vec![u(0u64)]).await?;
     let before = subnets(client).await;
     client
-        .submit(owner, "SubtensorModule", "register_network", vec![Value::from_bytes(owner.hotkey().0), u(1u16)])
+        .submit_call(owner, ferrum_chain::calls::register_network(&profile, owner.hotkey().0))
         .await
         .context("registering the subnet")?;
     let netuid = subnets(client).await.into_iter().find(|n| !before.contains(n)).context("no new subnet appeared")?;
     if client.uid_of(netuid, &owner.hotkey()).await? != Some(0) {
         bail!("the owner's hotkey is not uid 0 of the new subnet {netuid}; the burn uid would pay someone else");
     }
-    sudo("sudo_set_weights_min_stake", vec![u(0u64)]).await?;
+    let threshold =
+        profile.sudo_stake_threshold_call.context("this runtime has no sudo call for the stake threshold")?;
+    sudo(threshold, vec![u(0u64)]).await?;
+    if profile.start_call {
+        // Emissions of a new subnet start when its owner says so, after a delay made zero here.
+        sudo("sudo_set_start_call_delay", vec![u(0u64)]).await?;
+        client.submit_call(owner, ferrum_chain::calls::start_call(&profile, netuid)?).await.context("start_call")?;
+    }
     sudo("sudo_set_target_registrations_per_interval", vec![u(netuid), u(1000u16)]).await?;
     sudo("sudo_set_max_registrations_per_block", vec![u(netuid), u(1000u16)]).await?;
     sudo("sudo_set_tempo", vec![u(netuid), u(if commit_reveal { 9u16 } else { 99u16 })]).await?;

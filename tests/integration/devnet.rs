@@ -281,13 +281,23 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
 }
 
 /// On a subnet with commit-reveal, the validator commits its weights and reveals them in the
-/// reveal epoch; the chain then holds them.
+/// reveal epoch (hash commits), or commits them timelocked and the chain reveals them (today's
+/// runtime); either way the chain then holds them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_commits_then_reveals_its_weights() {
+    commit_reveal_weights_reach_the_chain(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_commits_timelocked_weights_and_the_chain_reveals_them() {
+    commit_reveal_weights_reach_the_chain(true).await;
+}
+
+async fn commit_reveal_weights_reach_the_chain(timelocked_commits: bool) {
     let _heavy = crate::CPU_HEAVY.read().await;
     use ferrum_chain::Chain;
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = DevnetOptions { validators: 1, commit_reveal: true, ..options(dir.path(), 2) };
+    let opts = DevnetOptions { validators: 1, commit_reveal: true, timelocked_commits, ..options(dir.path(), 2) };
     let mut d = Devnet::start(&opts).await.expect("devnet");
     let validator = *d.miner_uids().last().expect("uids");
     assert!(d.chain.weights(NETUID, validator).await.expect("weights").is_empty());
@@ -300,5 +310,15 @@ async fn a_validator_commits_then_reveals_its_weights() {
     let state = dir.path().join(format!("nodes/validator-{validator}/state"));
     let saved = ferrum_validator::ValidatorFiles::open(&state, &d.config).expect("files").load().await.expect("state");
     assert!(saved.last_weights_slot.is_some());
+    // The validator took the subnet's path: hash commits and reveals, or timelocked commits
+    // that leave nothing to reveal.
+    let hotkey = d.chain.metagraph(NETUID, None).await.expect("metagraph").neurons[usize::from(validator)].hotkey;
+    let (hash, timelocked) = d.chain.commits_made(NETUID, &hotkey);
+    if timelocked_commits {
+        assert!(hash == 0 && timelocked > 0, "hash commits {hash}, timelocked {timelocked}");
+        assert!(saved.pending_reveals.is_empty(), "a timelocked commit needs no reveal");
+    } else {
+        assert!(hash > 0 && timelocked == 0, "hash commits {hash}, timelocked {timelocked}");
+    }
     d.stop().await;
 }

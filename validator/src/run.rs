@@ -387,7 +387,12 @@ impl Validator {
         };
         let version = self.setup.config.weights.version_key;
         let key = &self.setup.keypair;
-        let result = if params.commit_reveal {
+        let result = if params.commit_reveal && params.timelocked_commits {
+            // The chain decrypts these at the drand round and applies them: nothing to reveal.
+            chain.commit_timelocked_weights(key, netuid, &uids, &values, version).await.map(|round| {
+                info!(window = w, reveal_round = round, "weights committed, timelocked to a drand round");
+            })
+        } else if params.commit_reveal {
             let salt: Vec<u16> = key.sign(&[b"ferrum weights salt".as_slice(), &w.to_le_bytes()].concat())[..16]
                 .chunks_exact(2)
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
