@@ -222,6 +222,8 @@ pub struct BuiltTx {
     pub signer_payload: Vec<u8>,
     /// The complete signed v4 extrinsic, length-prefixed.
     pub extrinsic: Vec<u8>,
+    /// The same call as an unsigned v4 extrinsic (no extensions), length-prefixed.
+    pub unsigned: Vec<u8>,
 }
 
 /// Builds a signed v4 extrinsic for `call` with the runtime's metadata and no chain. The
@@ -241,9 +243,10 @@ pub fn build_signed(
     let txs = at.tx();
     let enc = |e: subxt::error::ExtrinsicError| ChainError::Encode(format!("{}.{}: {e}", call.pallet, call.call));
     let call_data = txs.call_data(&payload).map_err(enc)?;
+    let unsigned = txs.create_v4_unsigned(&payload).map_err(enc)?.into_encoded();
     let mut signable = txs.create_v4_signable_offline(&payload, subxt_params(params, &extensions)).map_err(enc)?;
     let signer_payload = signable.signer_payload().map_err(enc)?;
     let signature = MultiSignature::Sr25519(sign(&signer_payload));
     let tx = signable.sign_with_account_and_signature(&AccountId32(account), &signature).map_err(enc)?;
-    Ok(BuiltTx { call_data, signer_payload, extrinsic: tx.into_encoded() })
+    Ok(BuiltTx { call_data, signer_payload, extrinsic: tx.into_encoded(), unsigned })
 }

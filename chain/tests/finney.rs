@@ -315,6 +315,7 @@ fn assert_matches(built: &[(&str, Json, BuiltTx)], encoded: &Json, who: &str) {
         assert_eq!(hex0x(&tx.call_data), theirs["call_data"], "{name}: call data differs from {who}");
         assert_eq!(hex0x(&tx.signer_payload), theirs["signer_payload"], "{name}: signer payload differs from {who}");
         assert_eq!(hex0x(&tx.extrinsic), theirs["extrinsic"], "{name}: extrinsic differs from {who}");
+        assert_eq!(hex0x(&tx.unsigned), theirs["unsigned"], "{name}: unsigned extrinsic differs from {who}");
     }
 }
 

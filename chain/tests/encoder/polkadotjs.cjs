@@ -8,7 +8,7 @@
 //            account, signature, calls: [{ name, pallet, call, args: [...] }],
 //            storage: [{ pallet, item, keys: [...] }] }
 // RESULT:  { spec_version, transaction_version, extensions: [...],
-//            calls: [{ name, call_data, signer_payload, extrinsic, signature_valid }],
+//            calls: [{ name, call_data, signer_payload, extrinsic, unsigned, signature_valid }],
 //            storage: [hex key, ...] }
 // signer_payload is what is signed: the payload, or its blake2-256 when over 256 bytes.
 // `signature_valid` says whether `signature` verifies for `account` over the signer payload
@@ -81,6 +81,7 @@ for (const c of req.calls) {
   );
   const payloadBytes = payload.toU8a({ method: true });
   const toSign = payloadBytes.length > 256 ? blake2AsU8a(payloadBytes) : payloadBytes;
+  const unsigned = registry.createType('Extrinsic', method, { version: 4 }).toHex();
   const ext = registry.createType('Extrinsic', method, { version: 4 });
   const sig = hexToU8a(req.signature);
   ext.addSignature(req.account, registry.createType('MultiSignature', { Sr25519: sig }), payload.toHex());
@@ -89,6 +90,7 @@ for (const c of req.calls) {
     call_data: method.toHex(),
     signer_payload: u8aToHex(toSign),
     extrinsic: ext.toHex(),
+    unsigned,
     signature_valid: signatureVerify(toSign, sig, req.account).isValid,
   });
 }

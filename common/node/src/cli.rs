@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
     #[arg(long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
     pub chain_endpoint: Option<String>,
+    /// The subnet mechanism whose weights a validator sets (0: the subnet's first). Runtimes
+    /// with mechanisms only; elsewhere anything but 0 is refused when weights are set.
+    #[arg(long = "mechid", env = "BT_MECHID", default_value_t = 0)]
+    pub mechid: u8,
     /// Directory for this node's model, error feedback and progress (survives restarts).
     #[arg(long = "state.dir", env = "FERRUM_STATE_DIR", default_value = "ferrum-state")]
     pub state_dir: PathBuf,
@@ -129,7 +133,7 @@ impl RunArgs {
     /// Connects to the chain (retrying with backoff while it is unreachable).
     pub async fn connect(&self) -> Result<SubtensorChain, ChainError> {
         let url = self.endpoint().map_err(ChainError::Connection)?;
-        SubtensorChain::connect(&url, Duration::from_secs(60), 8).await
+        Ok(SubtensorChain::connect(&url, Duration::from_secs(60), 8).await?.with_mechanism(self.mechid))
     }
 
     /// Everything a node binary does before its loop: the signing key, the preflight (config,
