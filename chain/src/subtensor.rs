@@ -122,9 +122,12 @@ impl SubtensorChain {
         .await
     }
 
-    /// What the connected runtime offers, from its metadata at the current block.
+    /// What the connected runtime offers, from its metadata at the current block; an error when
+    /// it lists a transaction extension Ferrum cannot sign for, so a node stops at start.
     pub async fn runtime_profile(&self) -> Result<RuntimeProfile, ChainError> {
-        RuntimeProfile::from_metadata(self.at(None).await?.metadata_ref())
+        let at = self.at(None).await?;
+        extrinsic::check_extensions(at.metadata_ref())?;
+        RuntimeProfile::from_metadata(at.metadata_ref())
     }
 
     /// Number, hash and timestamp of one block, by plain RPC reads: a client "at a block" asks

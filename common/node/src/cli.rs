@@ -147,6 +147,15 @@ impl RunArgs {
         let ctx = ferrum_common::node::NodeContext::preflight(config, node.netuid, &keypair.hotkey()).await?;
         let bucket_url = ferrum_common::location::Location::parse(&ctx.config.storage.url)?.absolute().to_url();
         let chain = self.connect().await?;
+        // A runtime the client cannot sign for stops the node here, naming what it lacks.
+        let runtime = chain.runtime_profile().await?;
+        runtime.storage_index(node.netuid, self.mechid)?;
+        tracing::info!(
+            mechanisms = runtime.mechanisms,
+            timelocked_commits = runtime.timelocked_commits,
+            mechid = self.mechid,
+            "chain runtime"
+        );
         let metrics = crate::metrics::Metrics::default();
         if let Some(port) = self.metrics_port {
             let bound = metrics.serve(port, self.metrics_public).await.map_err(LaunchError::Metrics)?;
