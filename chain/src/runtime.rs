@@ -75,3 +75,16 @@ impl RuntimeProfile {
             .map_err(|_| ChainError::Encode(format!("mechanism {mechanism} of netuid {netuid} has no storage index")))
     }
 }
+
+/// Seconds per block: the Aura slot, twice `Timestamp.MinimumPeriod` (12 s on finney).
+pub fn block_time_secs(metadata: &Metadata) -> Result<f64, ChainError> {
+    let raw = metadata
+        .pallet_by_name("Timestamp")
+        .and_then(|p| p.constant_by_name("MinimumPeriod"))
+        .map(|c| c.value())
+        .ok_or_else(|| ChainError::Decode("no Timestamp.MinimumPeriod constant".into()))?;
+    let ms = <[u8; 8]>::try_from(raw)
+        .map(u64::from_le_bytes)
+        .map_err(|_| ChainError::Decode("Timestamp.MinimumPeriod is not a u64".into()))?;
+    Ok((2 * ms) as f64 / 1000.0)
+}

@@ -566,7 +566,7 @@ impl Chain for SubtensorChain {
                     netuid,
                     tempo: c.params.tempo,
                     reveal_period_epochs: c.params.reveal_period_epochs,
-                    block_time_secs: block_time_secs(&c.at)?,
+                    block_time_secs: crate::runtime::block_time_secs(c.at.metadata_ref())?,
                 };
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -627,20 +627,6 @@ impl Chain for SubtensorChain {
         })
         .await
     }
-}
-
-/// Seconds per block: Aura's slot, twice `Timestamp.MinimumPeriod` (12 s on finney).
-fn block_time_secs(at: &AtBlock) -> Result<f64, ChainError> {
-    let raw = at
-        .metadata_ref()
-        .pallet_by_name("Timestamp")
-        .and_then(|p| p.constant_by_name("MinimumPeriod"))
-        .map(|c| c.value().to_vec())
-        .ok_or_else(|| ChainError::Decode("no Timestamp.MinimumPeriod constant".into()))?;
-    let ms = <[u8; 8]>::try_from(raw.as_slice())
-        .map(u64::from_le_bytes)
-        .map_err(|_| ChainError::Decode("Timestamp.MinimumPeriod is not a u64".into()))?;
-    Ok((2 * ms) as f64 / 1000.0)
 }
 
 #[cfg(test)]

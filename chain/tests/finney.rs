@@ -331,6 +331,8 @@ fn the_runtime_profile_reads_todays_calls_and_storage() {
     assert_eq!(p.sudo_stake_threshold_call, Some("sudo_set_stake_threshold"));
     assert_eq!(p.storage_index(3, 0).expect("mechanism 0"), 3);
     assert_eq!(p.storage_index(3, 2).expect("mechanism 2"), 2 * 4096 + 3);
+    // The block time the timelocked reveal round is computed with.
+    assert_eq!(ferrum_chain::runtime::block_time_secs(&s.metadata).expect("block time"), 12.0);
 }
 
 #[test]
