@@ -30,6 +30,10 @@ pub struct RuntimeProfile {
     pub timelocked_commits: bool,
     /// The chain keeps the commit-reveal version it accepts (`CommitRevealWeightsVersion`).
     pub commit_reveal_version_item: bool,
+    /// Epochs run on a stateful counter (`SubnetEpochIndex`, subtensor sources from May 2026),
+    /// not on `(block + netuid + 1) / (tempo + 1)`: reveal rounds computed for the stateless
+    /// schedule (spec 393 and before) would not match, so timelocked commits are refused there.
+    pub stateful_epochs: bool,
     /// The sudo call that sets the stake threshold.
     pub sudo_stake_threshold_call: Option<&'static str>,
 }
@@ -56,6 +60,7 @@ impl RuntimeProfile {
             start_call: has_call("start_call"),
             timelocked_commits: has_call("commit_timelocked_weights"),
             commit_reveal_version_item: has_item("CommitRevealWeightsVersion"),
+            stateful_epochs: has_item("SubnetEpochIndex"),
             sudo_stake_threshold_call,
         })
     }

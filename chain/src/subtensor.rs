@@ -301,7 +301,9 @@ async fn params_at(at: &AtBlock, profile: &RuntimeProfile, netuid: u16) -> Resul
         reveal_period_epochs: fetch(at, MODULE, "RevealPeriodEpochs", (netuid,)).await?,
         max_uids: fetch(at, MODULE, "MaxAllowedUids", (netuid,)).await?,
         max_validators: fetch(at, MODULE, "MaxAllowedValidators", (netuid,)).await?,
-        timelocked_commits: profile.timelocked_commits,
+        // Where reveal rounds cannot be computed (stateful epochs), validators take the hash
+        // commit-reveal path, which such runtimes still accept.
+        timelocked_commits: profile.timelocked_commits && !profile.stateful_epochs,
     })
 }
 
@@ -560,6 +562,14 @@ impl Chain for SubtensorChain {
                         "this runtime has no timelocked weight commits: commit and reveal instead".into(),
                     ));
                 }
+                if c.profile.stateful_epochs {
+                    return Err(ChainError::UnsupportedRuntime(
+                        "this runtime counts epochs statefully (SubnetEpochIndex); Ferrum computes drand reveal \
+                         rounds for the stateless schedule of spec 393 and earlier, so it does not commit \
+                         timelocked weights here (docs/chain.md)"
+                            .into(),
+                    ));
+                }
                 Self::check_weights(&c.at, &c.params, netuid, c.uid, uids, values, version_key).await?;
                 let version: u16 = fetch(&c.at, MODULE, "CommitRevealWeightsVersion", ()).await?;
                 let schedule = timelock::RevealSchedule {
@@ -600,17 +610,19 @@ impl Chain for SubtensorChain {
                 let c = self.weights_caller(netuid, &hotkey, true).await?;
                 let at = &c.at;
                 Self::check_weights(at, &c.params, netuid, c.uid, uids, values, version_key).await?;
-                // The pallet keeps (hash, commit block, first reveal block, last reveal block).
+                // The pallet keeps (hash, commit block, first reveal block, last reveal block)
+                // through finney's spec 393; later sources keep (hash, commit epoch, commit block,
+                // 0) under a stateful epoch counter, where the window is the chain's to judge.
                 let commits: Vec<([u8; 32], u64, u64, u64)> =
                     try_fetch(at, MODULE, "WeightCommits", (c.index, hotkey.0)).await?.unwrap_or_default();
                 let hash = crate::commit_reveal::commit_hash(&hotkey, netuid, uids, values, salt, version_key);
                 let &(_, _, first, last) =
                     commits.iter().find(|c| c.0 == hash).ok_or(ChainError::NoMatchingCommit { hotkey, netuid })?;
                 let next = at.block_number() + 1;
-                if next < first {
+                if last != 0 && next < first {
                     return Err(ChainError::RevealTooEarly { from: first });
                 }
-                if next > last {
+                if last != 0 && next > last {
                     return Err(ChainError::CommitExpired { expired: last + 1 });
                 }
                 calls::reveal_weights(&c.profile, netuid, self.mechanism, uids, values, salt, version_key)

@@ -328,6 +328,7 @@ fn the_runtime_profile_reads_todays_calls_and_storage() {
     assert_eq!(p.stake_threshold_item, Some("StakeThreshold"));
     assert!(!p.register_network_takes_mechid, "register_network takes only the hotkey");
     assert!(p.start_call && p.timelocked_commits && p.commit_reveal_version_item);
+    assert!(!p.stateful_epochs, "spec 393 counts epochs from the block number");
     assert_eq!(p.sudo_stake_threshold_call, Some("sudo_set_stake_threshold"));
     assert_eq!(p.storage_index(3, 0).expect("mechanism 0"), 3);
     assert_eq!(p.storage_index(3, 2).expect("mechanism 2"), 2 * 4096 + 3);
