@@ -155,11 +155,19 @@ impl Block {
             k = widen(k);
             v = widen(v);
         }
-        let options = AttentionModuleOptions { is_causal: true, ..Default::default() };
-        let a = attention(q, k, v, None, None, options).swap_dims(1, 2).reshape([b, t, heads * hd]);
+        let a = if super::fused::available(&q.device()) {
+            let scale = 1.0 / (hd as f32).sqrt();
+            super::fused::causal_softmax(q.matmul(k.swap_dims(2, 3)), scale).matmul(v)
+        } else {
+            let options = AttentionModuleOptions { is_causal: true, ..Default::default() };
+            attention(q, k, v, None, None, options)
+        };
+        let a = a.swap_dims(1, 2).reshape([b, t, heads * hd]);
         let x = x + project(a, &self.o_proj);
         let h = rms_norm(x.clone(), &self.post_norm, shape.norm_eps);
-        let gated = silu(project(h.clone(), &self.gate_proj)) * project(h, &self.up_proj);
+        let (gate, up) = (project(h.clone(), &self.gate_proj), project(h, &self.up_proj));
+        let gated =
+            if super::fused::available(&gate.device()) { super::fused::swiglu(gate, up) } else { silu(gate) * up };
         x + project(gated, &self.down_proj)
     }
 }

@@ -8,6 +8,7 @@
 //! with the cargo features of the same names (the `cuda` build downloads an LLVM bundle, so it
 //! needs network access at build time).
 
+mod fused;
 mod inner;
 pub mod llama;
 pub mod schedule;
