@@ -43,65 +43,80 @@ fn visible(row: usize, t_q: usize, t_k: usize) -> usize {
     (row + 1 + t_k.saturating_sub(t_q)).min(t_k)
 }
 
-fn forward_rows(input: &[f32], out: &mut [f32], first_row: usize, t_q: usize, t_k: usize, scale: f32) {
-    for (i, (x, y)) in input.chunks_exact(t_k).zip(out.chunks_exact_mut(t_k)).enumerate() {
+/// Softmax of each row of `rows` in place (`x` read before its `y` is written).
+fn forward_rows(rows: &mut [f32], first_row: usize, t_q: usize, t_k: usize, scale: f32) {
+    for (i, row) in rows.chunks_exact_mut(t_k).enumerate() {
         let n = visible((first_row + i) % t_q, t_q, t_k);
-        let (xv, (yv, ym)) = (&x[..n], y.split_at_mut(n));
-        let max = xv.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+        let (v, masked) = row.split_at_mut(n);
+        let max = v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
         let mut sum = 0.0f32;
-        for (o, &v) in yv.iter_mut().zip(xv) {
-            *o = (v * scale - max).exp();
-            sum += *o;
+        for x in v.iter_mut() {
+            *x = (*x * scale - max).exp();
+            sum += *x;
         }
-        for o in yv.iter_mut() {
-            *o /= sum;
+        for x in v.iter_mut() {
+            *x /= sum;
         }
-        ym.fill(0.0);
+        masked.fill(0.0);
     }
 }
 
-fn backward_rows(y: &[f32], g: &[f32], out: &mut [f32], first_row: usize, t_q: usize, t_k: usize, scale: f32) {
-    for (i, ((yr, gr), dr)) in y.chunks_exact(t_k).zip(g.chunks_exact(t_k)).zip(out.chunks_exact_mut(t_k)).enumerate() {
+/// The input gradient of each row, written over the output gradient `g`.
+fn backward_rows(y: &[f32], g: &mut [f32], first_row: usize, t_q: usize, t_k: usize, scale: f32) {
+    for (i, (yr, gr)) in y.chunks_exact(t_k).zip(g.chunks_exact_mut(t_k)).enumerate() {
         let n = visible((first_row + i) % t_q, t_q, t_k);
         let dot: f32 = yr[..n].iter().zip(&gr[..n]).map(|(a, b)| a * b).sum();
-        let (dv, dm) = dr.split_at_mut(n);
-        for ((d, &a), &b) in dv.iter_mut().zip(&yr[..n]).zip(&gr[..n]) {
-            *d = scale * a * (b - dot);
+        let (gv, gm) = gr.split_at_mut(n);
+        for (d, &a) in gv.iter_mut().zip(&yr[..n]) {
+            *d = scale * a * (*d - dot);
         }
-        dm.fill(0.0);
+        gm.fill(0.0);
     }
 }
 
-/// Runs `f(rows_in, rows_out, first_row)` over chunks of rows on the rayon pool flex uses.
-fn par_rows(len: usize, t_k: usize, out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
+/// A contiguous f32 tensor whose buffer this code may write: the tensor's own when nothing
+/// else holds it (the usual case: a matmul's fresh output, a gradient consumed once), else a
+/// copy.
+fn writable(t: FlexTensor) -> FlexTensor {
+    let t = t.to_contiguous();
+    let n = t.layout().num_elements();
+    if t.layout().start_offset() == 0 && t.storage::<f32>().len() == n {
+        return t;
+    }
+    let shape = t.layout().shape().clone();
+    let data = t.into_data();
+    FlexTensor::new(data.into_parts().0, Layout::contiguous(shape), burn::tensor::DType::F32)
+}
+
+/// Runs `f(rows, first_row)` over chunks of whole rows of `data`, in parallel.
+fn par_rows(data: &mut [f32], t_k: usize, f: impl Fn(&mut [f32], usize) + Sync) {
     use rayon::prelude::*;
     let chunk = ROWS_PER_TASK * t_k;
-    out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
-        let start = c * chunk;
-        f(start..(start + o.len()).min(len), o)
-    });
+    data.par_chunks_mut(chunk).enumerate().for_each(|(c, rows)| f(rows, c * ROWS_PER_TASK));
 }
 
 fn flex_forward(scores: FlexTensor, scale: f32) -> FlexTensor {
-    let scores = scores.to_contiguous();
-    let (t_q, t_k) = dims(&scores);
-    let x: &[f32] = scores.storage();
-    let mut out = vec![0.0f32; x.len()];
-    par_rows(x.len(), t_k, &mut out, |r, o| forward_rows(&x[r.clone()], o, r.start / t_k, t_q, t_k, scale));
-    let shape = scores.layout().shape().clone();
-    FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), burn::tensor::DType::F32)
+    let mut y = writable(scores);
+    let (t_q, t_k) = dims(&y);
+    par_rows(y.storage_mut(), t_k, |rows, first| forward_rows(rows, first, t_q, t_k, scale));
+    y
 }
 
 fn flex_backward(y: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
-    let (y, grad) = (y.to_contiguous(), grad.to_contiguous());
+    let y = y.to_contiguous();
+    let mut g = writable(grad);
     let (t_q, t_k) = dims(&y);
-    let (yd, gd): (&[f32], &[f32]) = (y.storage(), grad.storage());
-    let mut out = vec![0.0f32; yd.len()];
-    par_rows(yd.len(), t_k, &mut out, |r, o| {
-        backward_rows(&yd[r.clone()], &gd[r.clone()], o, r.start / t_k, t_q, t_k, scale)
-    });
-    let shape = y.layout().shape().clone();
-    FlexTensor::new(burn::tensor::Bytes::from_elems(out), Layout::contiguous(shape), burn::tensor::DType::F32)
+    let yd: &[f32] = y.storage();
+    let chunk = ROWS_PER_TASK * t_k;
+    {
+        use rayon::prelude::*;
+        g.storage_mut::<f32>()
+            .par_chunks_mut(chunk)
+            .zip(yd.par_chunks(chunk))
+            .enumerate()
+            .for_each(|(c, (g, y))| backward_rows(y, g, c * ROWS_PER_TASK, t_q, t_k, scale));
+    }
+    g
 }
 
 /// burn's sigmoid, branch for branch.
@@ -188,7 +203,8 @@ impl<C: CheckpointStrategy> CausalSoftmax for Autodiff<Flex, C> {
 
         match CausalSoftmaxBackward(scale).prepare::<C>([scores.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let y = flex_forward(scores.primitive().clone(), scale);
+                // The backward needs only the output, so the scores' buffer can become it.
+                let y = flex_forward(scores.into_primitive(), scale);
                 prep.finish(y.clone(), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(flex_forward(scores.into_primitive(), scale)),
