@@ -119,18 +119,29 @@ pub const MORTAL_PERIOD: u64 = 64;
 /// Tip extensions known under another name: same explicit compact tip, empty implicit.
 const TIP_EXTENSION_ALIASES: &[&str] = &["ChargeTransactionPaymentWrapper"];
 
-/// Extensions subxt's default set encodes by name.
-const KNOWN_EXTENSIONS: &[&str] = &[
-    "VerifySignature",
-    "CheckSpecVersion",
-    "CheckTxVersion",
-    "CheckNonce",
-    "CheckGenesis",
-    "CheckMortality",
-    "ChargeAssetTxPayment",
-    "ChargeTransactionPayment",
-    "CheckMetadataHash",
-];
+/// The name an extension type of subxt's default set answers to.
+macro_rules! names {
+    ($($ty:ty),+ $(,)?) => {
+        [$(<$ty as subxt::ext::frame_decode::extrinsics::TransactionExtension<scale_info::PortableRegistry>>::NAME),+]
+    };
+}
+
+/// Extensions subxt's default set (`KnownDefaultTransactionExtensions`) encodes by name, read
+/// from its own types so the list cannot drift from what it encodes.
+const KNOWN_EXTENSIONS: [&str; 9] = {
+    use subxt::config::transaction_extensions as te;
+    names!(
+        te::VerifySignature<SubtensorConfig>,
+        te::CheckSpecVersion,
+        te::CheckTxVersion,
+        te::CheckNonce,
+        te::CheckGenesis<SubtensorConfig>,
+        te::CheckMortality<SubtensorConfig>,
+        te::ChargeAssetTxPayment<SubtensorConfig>,
+        te::ChargeTransactionPayment,
+        te::CheckMetadataHash,
+    )
+};
 
 /// How one transaction extension of a runtime gets its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

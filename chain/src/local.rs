@@ -345,15 +345,28 @@ fn reveal_timelocked(subnet: &mut Subnet, netuid: u16, epoch: u64, block: u64) {
         std::mem::take(&mut subnet.timelocked).into_iter().partition(|c| c.reveal_epoch <= epoch);
     subnet.timelocked = later;
     for c in due {
-        if let Some(uid) = subnet.uid(&c.hotkey) {
-            // Revealed weights are not rate limited: the commit was.
-            subnet.neurons[usize::from(uid)].last_update = 0;
-            let _ = apply_weights(subnet, netuid, uid, &c.uids, &c.values, c.version_key, block);
+        // Revealed weights are not rate limited (the commit was), but the rules still apply.
+        let Some(uid) = subnet.uid(&c.hotkey) else { continue };
+        if check_rules(subnet, netuid, uid, &c.uids, &c.values, c.version_key).is_ok() {
+            store_weights(subnet, uid, &c.uids, &c.values, block);
         }
     }
 }
 
-/// The checks and effect shared by `set_weights` and `reveal_weights`.
+/// The weights rules every weights call is held to: version key, lengths, uids, limits.
+fn check_rules(
+    subnet: &Subnet,
+    netuid: u16,
+    uid: u16,
+    uids: &[u16],
+    values: &[u16],
+    version_key: u64,
+) -> Result<(), ChainError> {
+    weights::check_version(&subnet.params, version_key)?;
+    weights::check(&subnet.params, netuid, subnet.neurons.len() as u16, uid, uids, values)
+}
+
+/// The rules and the rate limit, then the weights stored: `set_weights` and `reveal_weights`.
 fn apply_weights(
     subnet: &mut Subnet,
     netuid: u16,
@@ -363,12 +376,15 @@ fn apply_weights(
     version_key: u64,
     block: u64,
 ) -> Result<(), ChainError> {
-    let p = &subnet.params;
-    weights::check_version(p, version_key)?;
-    weights::check(p, netuid, subnet.neurons.len() as u16, uid, uids, values)?;
+    check_rules(subnet, netuid, uid, uids, values, version_key)?;
+    weights::check_rate(&subnet.params, subnet.neurons[usize::from(uid)].last_update, block)?;
+    store_weights(subnet, uid, uids, values, block);
+    Ok(())
+}
+
+/// Stores weights max-upscaled, as subtensor stores them, and records the update block.
+fn store_weights(subnet: &mut Subnet, uid: u16, uids: &[u16], values: &[u16], block: u64) {
     let neuron = &mut subnet.neurons[usize::from(uid)];
-    weights::check_rate(p, neuron.last_update, block)?;
-    // Stored max-upscaled, as subtensor stores them.
     let max = values.iter().copied().max().unwrap_or(0);
     neuron.weights = uids
         .iter()
@@ -378,7 +394,6 @@ fn apply_weights(
         .collect();
     neuron.weights.sort_by_key(|(u, _)| *u);
     neuron.last_update = block;
-    Ok(())
 }
 
 impl Chain for LocalChain {
@@ -544,9 +559,8 @@ impl Chain for LocalChain {
                     "netuid {netuid} of the dev chain was made without timelocked commits"
                 )));
             }
+            check_rules(subnet, netuid, uid, uids, values, version_key)?;
             let p = &subnet.params;
-            weights::check_version(p, version_key)?;
-            weights::check(p, netuid, subnet.neurons.len() as u16, uid, uids, values)?;
             weights::check_rate(p, subnet.neurons[usize::from(uid)].last_update, block)?;
             if subnet.timelocked.iter().filter(|c| c.hotkey == hotkey).count() >= MAX_UNREVEALED_COMMITS {
                 return Err(ChainError::TooManyCommits { max: MAX_UNREVEALED_COMMITS });
@@ -604,6 +618,23 @@ impl Chain for LocalChain {
 mod tests {
     use super::*;
 
+    /// A small subnet: epochs of 5 blocks, two validator permits; commit-reveal with timelocked
+    /// commits when `timelocked`.
+    fn params(timelocked: bool) -> SubnetParams {
+        SubnetParams {
+            tempo: 4,
+            weights_rate_limit: 0,
+            weights_version_key: 0,
+            min_allowed_weights: 1,
+            max_weight_limit: u16::MAX,
+            commit_reveal: timelocked,
+            reveal_period_epochs: 1,
+            max_uids: 8,
+            max_validators: 2,
+            timelocked_commits: timelocked,
+        }
+    }
+
     #[tokio::test]
     async fn blocks_at_chosen_times() {
         let chain = LocalChain::new();
@@ -622,19 +653,7 @@ mod tests {
         let chain = LocalChain::new();
         let alice = Keypair::from_secret("//Alice", "test").expect("key");
         chain.fund(&alice.hotkey(), 100);
-        let params = SubnetParams {
-            tempo: 4,
-            weights_rate_limit: 0,
-            weights_version_key: 0,
-            min_allowed_weights: 1,
-            max_weight_limit: u16::MAX,
-            commit_reveal: false,
-            reveal_period_epochs: 1,
-            max_uids: 8,
-            max_validators: 2,
-            timelocked_commits: false,
-        };
-        chain.create_subnet(1, params, 1);
+        chain.create_subnet(1, params(false), 1);
         let keys: Vec<Keypair> = ["//Bob", "//Charlie", "//Dave", "//Eve"]
             .iter()
             .map(|u| Keypair::from_secret(u, "test").expect("key"))
@@ -661,19 +680,8 @@ mod tests {
         let chain = LocalChain::new();
         let alice = Keypair::from_secret("//Alice", "test").expect("key");
         chain.fund(&alice.hotkey(), 100);
-        let params = SubnetParams {
-            tempo: 4,
-            weights_rate_limit: 0,
-            weights_version_key: 3,
-            min_allowed_weights: 1,
-            max_weight_limit: u16::MAX,
-            commit_reveal: true,
-            reveal_period_epochs: 1,
-            max_uids: 8,
-            max_validators: 2,
-            timelocked_commits: true,
-        };
-        chain.create_subnet(1, params.clone(), 1);
+        let p = SubnetParams { weights_version_key: 3, ..params(true) };
+        chain.create_subnet(1, p.clone(), 1);
         let v = Keypair::from_secret("//Bob", "test").expect("key");
         chain.register(&alice, 1, &v.hotkey()).await.expect("register");
         chain.register(&alice, 1, &alice.hotkey()).await.expect("register");
@@ -689,7 +697,7 @@ mod tests {
         );
         let reveal = chain.commit_timelocked_weights(&v, 1, &[1], &[7], 3).await.expect("commit");
         let head = chain.best_block().await.expect("head").number;
-        assert_eq!(params.epoch(1, reveal), params.epoch(1, head) + 1, "revealed in the next epoch");
+        assert_eq!(p.epoch(1, reveal), p.epoch(1, head) + 1, "revealed in the next epoch");
         chain.advance(reveal - head - 1);
         assert!(chain.weights(1, 0).await.expect("weights").is_empty(), "hidden until the reveal epoch");
         chain.advance(1);
@@ -697,7 +705,7 @@ mod tests {
         assert_eq!(chain.commits_made(1, &v.hotkey()), (0, 1));
 
         // A subnet made without them refuses them plainly.
-        chain.create_subnet(2, SubnetParams { timelocked_commits: false, ..params }, 1);
+        chain.create_subnet(2, SubnetParams { timelocked_commits: false, ..p }, 1);
         chain.register(&alice, 2, &v.hotkey()).await.expect("register");
         let err = chain.commit_timelocked_weights(&v, 2, &[0], &[1], 3).await.expect_err("no timelock");
         assert!(matches!(err, ChainError::UnsupportedRuntime(_)), "{err}");

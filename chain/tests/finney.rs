@@ -26,10 +26,14 @@ const FINNEY_SHA256: &str = "27decab52d3bb92188347a95e010e270ad3978e3bba0d8f3252
 /// Finney's genesis block.
 const FINNEY_GENESIS: &str = "2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03";
 
-fn metadata_bytes() -> Option<Vec<u8>> {
-    let path = std::env::var_os("FERRUM_FINNEY_METADATA")
+fn finney_path() -> PathBuf {
+    std::env::var_os("FERRUM_FINNEY_METADATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/subtensor/finney.scale"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/subtensor/finney.scale"))
+}
+
+fn metadata_bytes() -> Option<Vec<u8>> {
+    let path = finney_path();
     match std::fs::read(&path) {
         Ok(b) => {
             // The metadata this suite and its recorded encoder output were made from.
@@ -224,18 +228,18 @@ fn request(s: &Setup, built: &[(&str, Json, BuiltTx)], signature: &[u8]) -> Json
         "account": hex0x(&alice().hotkey().0),
         "signature": hex0x(signature),
         "calls": built.iter().map(|(_, js, _)| js.clone()).collect::<Vec<_>>(),
-        "storage": storage_reads(&s.profile).into_iter().map(|(_, js)| js).collect::<Vec<_>>(),
+        "storage": storage_reads(s).into_iter().map(|(_, js)| js).collect::<Vec<_>>(),
     })
 }
 
 /// The storage keys the client reads, as subxt builds them from the metadata, with the same
 /// reads in polkadot.js's terms. Mechanism 2 of netuid 3 shows the `NetUidStorageIndex` key.
-fn storage_reads(p: &RuntimeProfile) -> Vec<(Vec<u8>, Json)> {
+fn storage_reads(s: &Setup) -> Vec<(Vec<u8>, Json)> {
     use subxt::dynamic::storage;
-    let s = setup_metadata();
+    let p = &s.profile;
     let client = subxt::client::OfflineClient::new_with_config(extrinsic::SubtensorConfig::offline(
-        &s.1,
-        ArcMetadata::clone(&s.0),
+        &s.runtime,
+        ArcMetadata::clone(&s.metadata),
     ));
     let at = client.at_block(0u64).expect("offline block");
     let st = at.storage();
@@ -265,12 +269,6 @@ fn storage_reads(p: &RuntimeProfile) -> Vec<(Vec<u8>, Json)> {
     ]
 }
 
-fn setup_metadata() -> (ArcMetadata, RuntimeVersion) {
-    let m = metadata().expect("metadata");
-    let v = runtime_version(&m);
-    (m, v)
-}
-
 fn fixture_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/finney-extrinsics.json")
 }
@@ -284,12 +282,9 @@ fn run_encoder(request: &Json) -> Option<Json> {
     let req = dir.path().join("request.json");
     std::fs::write(&req, serde_json::to_vec(request).expect("json")).expect("write request");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/encoder/polkadotjs.cjs");
-    let finney = std::env::var_os("FERRUM_FINNEY_METADATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/subtensor/finney.scale"));
     let out = std::process::Command::new("node")
         .arg(script)
-        .arg(finney)
+        .arg(finney_path())
         .arg(&req)
         .env("NODE_PATH", node_modules)
         .output()
@@ -298,9 +293,9 @@ fn run_encoder(request: &Json) -> Option<Json> {
     Some(serde_json::from_slice(&out.stdout).expect("encoder output is JSON"))
 }
 
-fn assert_storage_matches(p: &RuntimeProfile, encoded: &Json, who: &str) {
+fn assert_storage_matches(s: &Setup, encoded: &Json, who: &str) {
     let theirs = encoded["storage"].as_array().expect("storage keys");
-    let ours = storage_reads(p);
+    let ours = storage_reads(s);
     assert_eq!(theirs.len(), ours.len(), "{who}: one key per read");
     for ((key, read), their) in ours.iter().zip(theirs) {
         assert_eq!(hex0x(key), *their, "{read}: storage key differs from {who}");
@@ -391,11 +386,11 @@ fn calls_signing_payloads_and_extrinsics_equal_the_independent_encoders() {
     assert_eq!(fixture["result"]["spec_version"], s.runtime.spec_version);
     assert_eq!(fixture["result"]["transaction_version"], s.runtime.transaction_version);
     assert_matches(&built, &fixture["result"], "the recorded polkadot.js output");
-    assert_storage_matches(&s.profile, &fixture["result"], "the recorded polkadot.js output");
+    assert_storage_matches(&s, &fixture["result"], "the recorded polkadot.js output");
     match run_encoder(&req) {
         Some(live) => {
             assert_matches(&built, &live, "polkadot.js");
-            assert_storage_matches(&s.profile, &live, "polkadot.js");
+            assert_storage_matches(&s, &live, "polkadot.js");
             assert_eq!(live, fixture["result"], "polkadot.js now encodes differently from the recorded fixture");
         }
         None => {
@@ -426,29 +421,32 @@ fn an_immortal_transaction_and_a_real_signature_verify_in_polkadot_js() {
 
 /// Bytes of the SCALE compact length prefix at the start of an extrinsic.
 fn compact_len(b: &[u8]) -> usize {
-    match b[0] & 0b11 {
-        0 => 1,
-        1 => 2,
-        2 => 4,
-        _ => 1 + usize::from(b[0] >> 2) + 4,
-    }
+    let mut rest = b;
+    parity_scale_codec::Compact::<u32>::decode(&mut rest).expect("length prefix");
+    b.len() - rest.len()
+}
+
+/// finney's metadata with its tip extension (the last `ChargeTransactionPayment` identifier,
+/// after `CheckWeight`'s in the extension list) renamed to `name`.
+fn with_tip_extension_named(bytes: &[u8], name: &str) -> ArcMetadata {
+    use parity_scale_codec::{Compact, Encode};
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).rposition(|w| w == needle);
+    let weight = find(bytes, &"CheckWeight".encode()).expect("CheckWeight identifier");
+    let old = "ChargeTransactionPayment".encode();
+    let at = weight + find(&bytes[weight..], &old).expect("tip identifier after CheckWeight");
+    let mut renamed = bytes[..at].to_vec();
+    Compact(name.len() as u32).encode_to(&mut renamed);
+    renamed.extend_from_slice(name.as_bytes());
+    renamed.extend_from_slice(&bytes[at + old.len()..]);
+    Metadata::decode_from(&renamed).expect("renamed metadata decodes").arc()
 }
 
 #[test]
 fn a_renamed_tip_extension_encodes_the_same_tip() {
     let Some(bytes) = metadata_bytes() else { return };
-    // Some spec 4xx builds name the tip extension `ChargeTransactionPaymentWrapper`; rename it in
-    // the metadata's extension list (the last `ChargeTransactionPayment` identifier after
-    // `CheckWeight`'s) and the transaction must not change.
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).rposition(|w| w == needle);
-    let weight = find(&bytes, b"\x2cCheckWeight").expect("CheckWeight identifier");
-    let old = b"\x60ChargeTransactionPayment";
-    let at = weight + find(&bytes[weight..], old).expect("tip identifier after CheckWeight");
-    let mut renamed = bytes[..at].to_vec();
-    renamed.push((31 << 2) as u8);
-    renamed.extend_from_slice(b"ChargeTransactionPaymentWrapper");
-    renamed.extend_from_slice(&bytes[at + old.len()..]);
-    let wrapped = Metadata::decode_from(&renamed).expect("renamed metadata decodes").arc();
+    // Some spec 4xx builds name the tip extension `ChargeTransactionPaymentWrapper`: the
+    // transaction must not change.
+    let wrapped = with_tip_extension_named(&bytes, "ChargeTransactionPaymentWrapper");
     let ext = extrinsic::check_extensions(&wrapped).expect("supported");
     assert!(ext.contains(&("ChargeTransactionPaymentWrapper".to_string(), ExtensionSupport::Tip)));
 
@@ -463,15 +461,7 @@ fn a_renamed_tip_extension_encodes_the_same_tip() {
 fn an_extension_with_data_ferrum_cannot_fill_is_named_before_signing() {
     let Some(bytes) = metadata_bytes() else { return };
     // Renaming the tip extension to an unknown name leaves a compact tip nobody fills in.
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).rposition(|w| w == needle);
-    let weight = find(&bytes, b"\x2cCheckWeight").expect("CheckWeight identifier");
-    let old = b"\x60ChargeTransactionPayment";
-    let at = weight + find(&bytes[weight..], old).expect("tip identifier");
-    let mut renamed = bytes[..at].to_vec();
-    renamed.push((24 << 2) as u8);
-    renamed.extend_from_slice(b"ChargeSomethingElseEntry");
-    renamed.extend_from_slice(&bytes[at + old.len()..]);
-    let m = Metadata::decode_from(&renamed).expect("renamed metadata decodes");
+    let m = with_tip_extension_named(&bytes, "ChargeSomethingElseEntry");
     let err = extrinsic::check_extensions(&m).expect_err("unknown extension with data");
     assert!(matches!(&err, ChainError::UnsupportedRuntime(msg) if msg.contains("ChargeSomethingElseEntry")), "{err}");
 }
