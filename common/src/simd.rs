@@ -4,7 +4,8 @@
 //! This is the workspace's one exception to "no `unsafe`": calling a function compiled for
 //! features the CPU might lack is `unsafe`, and each call here is guarded by the run-time check
 //! for exactly those features. Enabling them never changes a result: Rust does not contract a
-//! multiply and an add into a fused one, nor reorder float sums, whatever the target features.
+//! multiply and an add into a fused one, nor reorder float sums, whatever the target features;
+//! FMA only makes an explicit `mul_add` (one rounding everywhere) a single instruction.
 #![allow(unsafe_code)]
 
 /// The vector paths [`widest`] chooses between.
@@ -26,7 +27,7 @@ fn level() -> Level {
         {
             return Level::Avx512;
         }
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             return Level::Avx2;
         }
     }
@@ -42,7 +43,7 @@ pub fn widest<R>(f: impl FnOnce() -> R) -> R {
         // SAFETY: `level` found every feature `avx512` is compiled for on this CPU.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { avx512(f) },
-        // SAFETY: `level` found AVX2 on this CPU.
+        // SAFETY: `level` found AVX2 and FMA on this CPU.
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { avx2(f) },
         _ => f(),
@@ -59,13 +60,13 @@ pub fn widest_name() -> &'static str {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
 fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }

@@ -10,6 +10,7 @@
 
 mod fused;
 mod inner;
+mod kernels;
 pub mod llama;
 pub mod schedule;
 
