@@ -33,6 +33,48 @@ pub(crate) fn norm(t: &EncodedTensor) -> f64 {
     (0..t.indices.len()).map(|j| f64::from(t.value(j)).powi(2)).sum::<f64>().sqrt()
 }
 
+/// Peers whose norms one task sums together: independent sums interleaved element by element,
+/// so one's additions wait on its own previous one only, not on every peer's.
+const NORMS_PER_TASK: usize = 4;
+
+/// [`norm`] of each tensor, bit for bit, on `threads` threads.
+pub(crate) fn norms(tensors: &[&EncodedTensor], threads: usize) -> Vec<f64> {
+    let groups: Vec<&[&EncodedTensor]> = tensors.chunks(NORMS_PER_TASK).collect();
+    crate::parallel::map(groups, threads, || (), |group, _| norm_group(group)).concat()
+}
+
+/// [`norm`] of up to [`NORMS_PER_TASK`] tensors. Quantized tensors of one length (what
+/// aggregation has checked) are summed interleaved through a table of each code's square
+/// (the same f64 as squaring the decoded value); anything else one by one.
+fn norm_group(group: &[&EncodedTensor]) -> Vec<f64> {
+    let n = group.first().map_or(0, |t| t.indices.len());
+    let tables: Option<Vec<(&[u8], [f64; 256])>> = group
+        .iter()
+        .map(|t| match &t.values {
+            super::Values::Quantized(q) if t.indices.len() == n && q.codes.len() == n => {
+                // Codes past the table were refused before; NaN would show if one got here.
+                let mut squares = [f64::NAN; 256];
+                for (c, sq) in squares.iter_mut().enumerate().take(q.table.len()) {
+                    *sq = f64::from(q.value(c as u8)).powi(2);
+                }
+                Some((&q.codes[..], squares))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(tables) = tables else {
+        return group.iter().map(|t| norm(t)).collect();
+    };
+    // `Sum` for floats starts at -0.0; the first square (≥ +0) gives the same value either way.
+    let mut acc = [-0.0f64; NORMS_PER_TASK];
+    for j in 0..n {
+        for (a, (codes, squares)) in acc.iter_mut().zip(&tables) {
+            *a += squares[usize::from(codes[j])];
+        }
+    }
+    acc[..tables.len()].iter().map(|a| a.sqrt()).collect()
+}
+
 /// Median of a non-empty list; the mean of the two middle values for an even count.
 pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -96,8 +138,8 @@ pub fn aggregate_into(
             return Err(AggregateError::CodeRange { uid: *uid, levels: q.table.len() });
         }
     }
-    let norms: Vec<f64> =
-        crate::parallel::map(ordered.iter().map(|(_, t)| *t).collect(), threads, || (), |t, _| norm(t));
+    let tensors: Vec<&EncodedTensor> = ordered.iter().map(|(_, t)| *t).collect();
+    let norms = norms(&tensors, threads);
     let m = median(norms.clone());
     let factors: Vec<f32> = norms.iter().map(|n| (m / (n + NORM_EPS)).min(1.0) as f32).collect();
     let contributors: Vec<Contributor> =
@@ -204,15 +246,15 @@ fn band_sum_body(
                 }
             }
         }
+        // Branch-free, so both loops are vector code (`all` would stop at the first failure
+        // and stay scalar).
         for (v, &c) in s.block.iter_mut().zip(&count) {
-            if c > 1 {
-                *v /= c as f32;
-            }
+            *v = if c > 1 { *v / c as f32 } else { *v };
         }
         if spec.dct {
             dct::inverse(&mut s.block, br, bc, &dr, &dc, &mut s.tmp);
         }
-        finite &= s.block.iter().all(|v| v.is_finite());
+        finite &= s.block.iter().fold(true, |ok, v| ok & v.is_finite());
         let (lbi, bj) = (lb / grid, lb % grid);
         for ii in 0..br {
             let at = (lbi * br + ii) * g.cols + bj * bc;

@@ -101,14 +101,29 @@ impl Selector {
     /// nothing.
     #[inline(always)]
     fn guessed(&mut self, block: &[f32], k: usize, floor: u32, out: &mut Vec<u32>) -> bool {
-        self.packed.resize(block.len(), 0);
-        let mut n = 0;
-        for (i, &v) in block.iter().enumerate() {
-            let key = key(v);
-            // Branch-free: always write, advance only past the ones kept.
-            self.packed[n] = (u64::from(key) << 32) | u64::from(!(i as u32));
-            n += usize::from(key >= floor);
+        self.packed.clear();
+        self.packed.reserve(block.len());
+        let pack = |i: usize| (u64::from(key(block[i])) << 32) | u64::from(!(i as u32));
+        // A bit mask of the admitted entries per 64 (a vector compare), then only the admitted
+        // ones visited: one to two times k of the block's entries.
+        let (chunks, rest) = block.as_chunks::<64>();
+        for (c, chunk) in chunks.iter().enumerate() {
+            let mut mask = 0u64;
+            for (j, &v) in chunk.iter().enumerate() {
+                mask |= u64::from(key(v) >= floor) << j;
+            }
+            while mask != 0 {
+                self.packed.push(pack(c * 64 + mask.trailing_zeros() as usize));
+                mask &= mask - 1;
+            }
         }
+        let base = chunks.len() * 64;
+        for (j, &v) in rest.iter().enumerate() {
+            if key(v) >= floor {
+                self.packed.push(pack(base + j));
+            }
+        }
+        let n = self.packed.len();
         if n < k {
             return false;
         }

@@ -323,3 +323,25 @@ fn fast_paths_match_the_reference_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn interleaved_norms_equal_the_definition_bit_for_bit() {
+    let (s, g) = spec(8, 16, Some(2), false, vec![64, 48]);
+    let (raw_spec, _) = spec(8, 16, None, false, vec![64, 48]);
+    let mut bases = dct::Bases::default();
+    let mut tensors: Vec<EncodedTensor> = (0..7u64)
+        .map(|seed| {
+            let x: Vec<f32> = synthetic_delta(g.numel(), seed).iter().map(|v| v * (seed + 1) as f32).collect();
+            encode(&x, &g, &s, &mut bases)
+        })
+        .collect();
+    // A raw tensor in the second group sends that group down the one-by-one path.
+    tensors.push(encode(&synthetic_delta(g.numel(), 99), &g, &raw_spec, &mut bases));
+    let refs: Vec<&EncodedTensor> = tensors.iter().collect();
+    let want: Vec<u64> = refs.iter().map(|t| aggregate::norm(t).to_bits()).collect();
+    for threads in [1, 2, 3] {
+        let got: Vec<u64> = aggregate::norms(&refs, threads).iter().map(|n| n.to_bits()).collect();
+        assert_eq!(got, want, "{threads} threads");
+    }
+    assert!(want.iter().all(|&b| f64::from_bits(b) > 0.0));
+}

@@ -1,9 +1,10 @@
-//! Three fused operations with their own backward passes, for the CPU backend, where burn 0.22
+//! Four fused operations with their own backward passes, for the CPU backend, where burn 0.22
 //! differentiates by decomposing: the causal softmax of attention scores (scale, mask, max,
 //! subtract, exp, sum, divide: each a pass over the `t × t` scores forward and again backward,
-//! on one core), SwiGLU's `silu(gate) · up`, and the rotary embedding (two slices, a negation,
-//! a concatenation, two products and a sum, after a transposing copy). Here each is one
-//! parallel pass forward and one backward, in vector code (`train::kernels`).
+//! on one core), SwiGLU's `silu(gate) · up`, the rotary embedding (two slices, a negation, a
+//! concatenation, two products and a sum, after a transposing copy) and RMSNorm (square, mean,
+//! add, root, divide, multiply). Here each is one parallel pass forward and one backward, in
+//! vector code (`train::kernels`).
 //!
 //! The decomposed forms' arithmetic in their order (`exp(s·x - max)` over the row's unmasked
 //! prefix divided by its sum, masked entries exactly 0; burn's two-branch sigmoid), except the
@@ -35,6 +36,9 @@ pub trait FusedOps: Backend {
     /// The rotary embedding of `x` `[b, t, heads, d]` with tables `cos`, `sin` `[t, d]`,
     /// returned as `[b, heads, t, d]`, the layout attention multiplies.
     fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// RMSNorm over the last dimension of `x` with weight `w` (that dimension's length).
+    fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
 }
 
 /// Rows of one task: enough to amortize a thread hand-off.
@@ -228,6 +232,71 @@ fn rope_backward(grad: FlexTensor, cos: &FlexTensor, sin: &FlexTensor) -> FlexTe
     f32_tensor(out, [b, t, h, d])
 }
 
+fn last_dim(t: &FlexTensor) -> usize {
+    let shape = t.layout().shape();
+    shape[shape.num_dims() - 1]
+}
+
+fn like(values: Vec<f32>, t: &FlexTensor) -> FlexTensor {
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(values),
+        Layout::contiguous(t.layout().shape().clone()),
+        burn::tensor::DType::F32,
+    )
+}
+
+fn rms_norm_forward(x: &FlexTensor, w: &FlexTensor, eps: f32) -> FlexTensor {
+    use rayon::prelude::*;
+    let d = last_dim(x);
+    let (xs, ws): (&[f32], &[f32]) = (x.storage(), w.storage());
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(ROWS_PER_TASK * d).zip(xs.par_chunks(ROWS_PER_TASK * d)).for_each(|(y, x)| {
+        crate::simd::widest(
+            #[inline(always)]
+            || {
+                for (y, x) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                    kernels::rms_norm_row(x, ws, eps, y);
+                }
+            },
+        )
+    });
+    like(out, x)
+}
+
+/// The input's and the weight's gradients. Each task sums its rows' weight terms, and the
+/// tasks' sums are added in task order: the same bits on any thread count.
+fn rms_norm_backward(x: &FlexTensor, w: &FlexTensor, eps: f32, grad: FlexTensor) -> (FlexTensor, FlexTensor) {
+    use rayon::prelude::*;
+    let grad = grad.to_contiguous();
+    let d = last_dim(x);
+    let (xs, ws, gs): (&[f32], &[f32], &[f32]) = (x.storage(), w.storage(), grad.storage());
+    let mut dx = vec![0.0f32; xs.len()];
+    let chunk = ROWS_PER_TASK * d;
+    let partial: Vec<Vec<f32>> = dx
+        .par_chunks_mut(chunk)
+        .zip(xs.par_chunks(chunk).zip(gs.par_chunks(chunk)))
+        .map(|(dx, (x, g))| {
+            let mut dw = vec![0.0f32; d];
+            crate::simd::widest(
+                #[inline(always)]
+                || {
+                    for ((dx, x), g) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(g.chunks_exact(d)) {
+                        kernels::rms_norm_row_backward(x, ws, eps, g, dx, &mut dw);
+                    }
+                },
+            );
+            dw
+        })
+        .collect();
+    let mut dw = vec![0.0f32; d];
+    for p in &partial {
+        for (a, &b) in dw.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    (like(dx, x), like(dw, w))
+}
+
 impl FusedOps for Flex {
     fn causal_softmax(scores: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
         flex_forward(scores, scale)
@@ -239,6 +308,10 @@ impl FusedOps for Flex {
 
     fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self> {
         rope_forward(x, &cos.to_contiguous(), &sin.to_contiguous())
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
+        rms_norm_forward(&x.to_contiguous(), &w.to_contiguous(), eps)
     }
 }
 
@@ -328,6 +401,41 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(rope_forward(x.into_primitive(), &cos, &sin)),
         }
     }
+
+    fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct RmsNormBackward(f32);
+
+        impl Backward<Flex, 2> for RmsNormBackward {
+            type State = (FlexTensor, FlexTensor);
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let [node_x, node_w] = ops.parents;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (x, w) = ops.state;
+                let (dx, dw) = rms_norm_backward(&x, &w, self.0, grad);
+                if let Some(node) = node_x {
+                    grads.register::<Flex>(node.id, dx);
+                }
+                if let Some(node) = node_w {
+                    grads.register::<Flex>(node.id, dw);
+                }
+            }
+        }
+
+        match RmsNormBackward(eps).prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let xs = x.primitive().clone().to_contiguous();
+                let ws = w.primitive().clone().to_contiguous();
+                let y = rms_norm_forward(&xs, &ws, eps);
+                prep.finish((xs, ws), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (xs, ws) = (x.into_primitive().to_contiguous(), w.into_primitive().to_contiguous());
+                prep.finish(rms_norm_forward(&xs, &ws, eps))
+            }
+        }
+    }
 }
 
 /// Whether `device` runs the fused op (the CPU backend, with or without autodiff).
@@ -338,6 +446,11 @@ pub fn available(device: &burn::tensor::Device) -> bool {
 /// `silu(gate) · up`, fused.
 pub fn swiglu(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
     Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::swiglu(gate.into_dispatch(), up.into_dispatch()))
+}
+
+/// RMSNorm of `x` over its last dimension with weight `w`, fused.
+pub fn rms_norm(x: Tensor<3>, w: Tensor<1>, eps: f32) -> Tensor<3> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as FusedOps>::rms_norm(x.into_dispatch(), w.into_dispatch(), eps))
 }
 
 /// The rotary embedding of `x` `[b, t, heads, d]` with tables `[t, d]`, as `[b, heads, t, d]`.
@@ -442,6 +555,27 @@ mod tests {
             let ga = (fused * w.clone()).sum().backward();
             let gb = (plain * w).sum().backward();
             assert!(max_diff(xa.grad(&ga).expect("grad"), xb.grad(&gb).expect("grad")) < 1e-6, "gradient");
+        }
+    }
+
+    #[test]
+    fn the_fused_rms_norm_and_its_gradients_match_burns_decomposition() {
+        let device = Device::flex().autodiff();
+        // Rows past one task with a short last one, and rows longer than the lane count.
+        for ([b, t, d], seed) in [([3, 30, 37], 30), ([1, 1, 5], 31)] {
+            let (x, w) = (random([b, t, d], &device, seed), random([d], &device, seed + 1));
+            let dy = random([b, t, d], &device, seed + 2);
+            let (xa, wa) = (x.clone().require_grad(), w.clone().require_grad());
+            let (xb, wb) = (x.require_grad(), w.require_grad());
+            let fused = rms_norm(xa.clone(), wa.clone(), 1e-5);
+            let rms = (xb.clone().square().mean_dim(2) + 1e-5).sqrt();
+            let plain = (xb.clone() / rms) * wb.clone().unsqueeze::<3>();
+            assert!(max_diff(fused.clone(), plain.clone()) < 1e-6, "forward");
+            let ga = (fused * dy.clone()).sum().backward();
+            let gb = (plain * dy).sum().backward();
+            assert!(max_diff(xa.grad(&ga).expect("x"), xb.grad(&gb).expect("x")) < 1e-6, "input gradient");
+            // A sum over all 90 rows, in another order than flex's reduction.
+            assert!(max_diff(wa.grad(&ga).expect("w"), wb.grad(&gb).expect("w")) < 1e-5, "weight gradient");
         }
     }
 

@@ -1,6 +1,6 @@
 //! The arithmetic inside the fused training ops: one causal-softmax row forward and backward,
-//! SwiGLU element by element, the exponential they share, and one head vector's rotary
-//! embedding, written so the compiler turns each loop into vector code for the width
+//! SwiGLU element by element, the exponential they share, one head vector's rotary embedding
+//! and one row's RMSNorm, written so the compiler turns each loop into vector code for the width
 //! [`crate::simd::widest`] picks at run time.
 //!
 //! Every path gives the same bits: the exponential is a polynomial of fused multiply-adds
@@ -188,6 +188,48 @@ pub fn rope_backward(dy: &[f32], cos: &[f32], sin: &[f32], dx: &mut [f32]) {
     }
 }
 
+/// One row's root mean square, `sqrt(Σx² / n + eps)` (the sum in [`LANES`] partial sums).
+#[inline(always)]
+pub fn rms(x: &[f32], eps: f32) -> f32 {
+    (dot(x, x) / x.len() as f32 + eps).sqrt()
+}
+
+/// One row of RMSNorm: `y = (x / rms) · w`, in burn's order of operations.
+#[inline(always)]
+pub fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
+    let r = rms(x, eps);
+    for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+        *y = (x / r) * w;
+    }
+}
+
+/// The gradients of one row of [`rms_norm_row`] for output gradient `dy`: `dx` written, the
+/// weight's gradient added into `dw`. With `x̂ = x / rms`: `dw += dy · x̂` and
+/// `dx = (dy·w − x̂ · Σ(dy·w·x̂) / n) / rms`.
+#[inline(always)]
+pub fn rms_norm_row_backward(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32], dw: &mut [f32]) {
+    let r = rms(x, eps);
+    for ((((d, g), &x), &w), &dy) in dx.iter_mut().zip(dw.iter_mut()).zip(x).zip(w).zip(dy) {
+        let xh = x / r;
+        *g += dy * xh;
+        *d = dy * w;
+    }
+    let mut acc = [0.0f32; LANES];
+    let ((db, dr), (xb, xr)) = (dx.as_chunks::<LANES>(), x.as_chunks::<LANES>());
+    for (d, x) in db.iter().zip(xb) {
+        for j in 0..LANES {
+            acc[j] += d[j] * (x[j] / r);
+        }
+    }
+    for ((a, d), x) in acc.iter_mut().zip(dr).zip(xr) {
+        *a += d * (x / r);
+    }
+    let mean = total(acc) / x.len() as f32;
+    for (d, &x) in dx.iter_mut().zip(x) {
+        *d = (*d - (x / r) * mean) / r;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,8 +288,14 @@ mod tests {
         rope(&x[..64], &x[64..128], &x[128..192], &mut y);
         rope_backward(&x[192..256], &x[64..128], &x[128..192], &mut dx);
         bits.extend(y.iter().chain(&dx).map(|v| v.to_bits()));
+        let (mut y, mut dx, mut dw) = (vec![0.0; 70], vec![0.0; 70], vec![0.5; 70]);
+        rms_norm_row(&x[..70], &x[70..140], 1e-5, &mut y);
+        rms_norm_row_backward(&x[..70], &x[70..140], 1e-5, &x[140..210], &mut dx, &mut dw);
+        bits.extend(y.iter().chain(&dx).chain(&dw).map(|v| v.to_bits()));
         bits
     }
+
+    const PINNED: u64 = 0xc187_d8cc_3c87_5ce1;
 
     #[test]
     fn every_vector_path_gives_the_same_bits() {
@@ -258,6 +306,10 @@ mod tests {
             || everything(&x),
         );
         assert_eq!(plain, wide, "{}", crate::simd::widest_name());
+        // Pinned, so that running this test on CPUs that take other paths (scripts/check-cpu-paths)
+        // shows they give these same bits, not only agree with their own plain path.
+        let fnv = plain.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        assert_eq!(fnv, PINNED, "kernel outputs changed: {fnv:#x}");
     }
 
     #[test]

@@ -143,6 +143,9 @@ impl Rope {
 }
 
 fn rms_norm(x: Tensor<3>, weight: &Param<Tensor<1>>, eps: f64) -> Tensor<3> {
+    if super::fused::available(&x.device()) {
+        return super::fused::rms_norm(x, weight.val(), eps as f32);
+    }
     let rms = (x.clone().square().mean_dim(2) + eps).sqrt();
     (x / rms) * weight.val().unsqueeze::<3>()
 }
