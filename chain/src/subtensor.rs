@@ -242,6 +242,11 @@ impl SubtensorChain {
         self.uid_of(netuid, hotkey).await?.ok_or(ChainError::NotRegistered { hotkey: *hotkey, netuid })
     }
 
+    /// The key of this client's mechanism in per-mechanism storage at `at`'s runtime.
+    fn storage_index(&self, at: &AtBlock, netuid: u16) -> Result<u16, ChainError> {
+        RuntimeProfile::from_metadata(at.metadata_ref())?.storage_index(netuid, self.mechanism)
+    }
+
     /// The pre-flight of every weights call, read at one block: the caller is registered and the
     /// subnet's commit-reveal setting matches the call. Returns that block, the runtime's
     /// profile, the subnet's params and the caller's uid.
@@ -437,8 +442,7 @@ impl Chain for SubtensorChain {
             let permits: Vec<bool> = fetch(&at, MODULE, "ValidatorPermit", (netuid,)).await?;
             let incentive: Vec<u16> = fetch(&at, MODULE, "Incentive", (netuid,)).await?;
             let active: Vec<bool> = fetch(&at, MODULE, "Active", (netuid,)).await?;
-            let index = RuntimeProfile::from_metadata(at.metadata_ref())?.storage_index(netuid, self.mechanism)?;
-            let last_update: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (index,)).await?;
+            let last_update: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (self.storage_index(&at, netuid)?,)).await?;
             // Per-uid reads go out together (one round trip each, not one after another).
             let at = &at;
             // Collected first, so the future stays `Send` for nodes that run in spawned tasks.
@@ -634,8 +638,7 @@ impl Chain for SubtensorChain {
     async fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
         self.timed("weights", async {
             let at = self.at(None).await?;
-            let index = RuntimeProfile::from_metadata(at.metadata_ref())?.storage_index(netuid, self.mechanism)?;
-            fetch(&at, MODULE, "Weights", (index, uid)).await
+            fetch(&at, MODULE, "Weights", (self.storage_index(&at, netuid)?, uid)).await
         })
         .await
     }

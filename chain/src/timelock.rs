@@ -30,6 +30,8 @@ use timelock::tlock::{TLECiphertext, tld, tle};
 
 use ferrum_common::Hotkey;
 
+use crate::types::{epoch_of, epoch_start_of};
+
 /// drand quicknet's group public key (G2, compressed), chain hash
 /// `52db9ba70e0cc0f6eaf7803dd07447a1f5477735fd3f661792ba94600c84e971`.
 pub const QUICKNET_PUBLIC_KEY: &str = "83cf0f2896adee7eb8b5f01fcad3912212c437e0073e911fb90022d3e760183c8c4b450b6a0a6c3ac6a5776a2d1064510d1fec758c921cc22b0e17e63aaf4bcb5ed66304de9cf809bd274ca73bab4af5a6e9c76a4bc09e76eae8991ef5ece45a";
@@ -156,12 +158,8 @@ pub struct RevealSchedule {
 /// [`SECURITY_BLOCK_OFFSET`]. Rounding down keeps the round published by then. The same
 /// arithmetic as `bittensor-drand`'s `generate_commit` (checked in `chain/tests/timelock.rs`).
 pub fn reveal_round(s: &RevealSchedule, current_block: u64, now_secs: f64) -> u64 {
-    let tempo_plus_one = u64::from(s.tempo) + 1;
-    let netuid_plus_one = u64::from(s.netuid) + 1;
-    let current_epoch = (current_block + netuid_plus_one) / tempo_plus_one;
-    let reveal_epoch = current_epoch + s.reveal_period_epochs;
-    let first_reveal_block = (reveal_epoch * tempo_plus_one).saturating_sub(netuid_plus_one);
-    let target_block = first_reveal_block + SECURITY_BLOCK_OFFSET;
+    let reveal_epoch = epoch_of(s.tempo, s.netuid, current_block) + s.reveal_period_epochs;
+    let target_block = epoch_start_of(s.tempo, s.netuid, reveal_epoch) + SECURITY_BLOCK_OFFSET;
     let secs_until = target_block.saturating_sub(current_block) as f64 * s.block_time_secs;
     let target_secs = now_secs + secs_until;
     let round = ((target_secs - QUICKNET_GENESIS_SECS as f64) / QUICKNET_PERIOD_SECS as f64).floor();

@@ -66,15 +66,25 @@ pub struct SubnetParams {
 }
 
 impl SubnetParams {
-    /// subtensor's epoch index of a block: `(block + netuid + 1) / (tempo + 1)`.
+    /// subtensor's epoch index of a block ([`epoch_of`]).
     pub fn epoch(&self, netuid: u16, block: u64) -> u64 {
-        (block + u64::from(netuid) + 1) / (u64::from(self.tempo) + 1)
+        epoch_of(self.tempo, netuid, block)
     }
 
-    /// First block of an epoch.
+    /// First block of an epoch ([`epoch_start_of`]).
     pub fn epoch_start(&self, netuid: u16, epoch: u64) -> u64 {
-        (epoch * (u64::from(self.tempo) + 1)).saturating_sub(u64::from(netuid) + 1)
+        epoch_start_of(self.tempo, netuid, epoch)
     }
+}
+
+/// subtensor's (stateless) epoch index of a block: `(block + netuid + 1) / (tempo + 1)`.
+pub fn epoch_of(tempo: u16, netuid: u16, block: u64) -> u64 {
+    (block + u64::from(netuid) + 1) / (u64::from(tempo) + 1)
+}
+
+/// First block of epoch `epoch` of a subnet.
+pub fn epoch_start_of(tempo: u16, netuid: u16, epoch: u64) -> u64 {
+    (epoch * (u64::from(tempo) + 1)).saturating_sub(u64::from(netuid) + 1)
 }
 
 /// A node's commitment: where its bucket is and how to read it.
