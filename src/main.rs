@@ -44,9 +44,14 @@ enum Command {
         #[arg(long, env = "FERRUM_DEVNET_VALIDATORS", default_value_t = 0)]
         validators: usize,
         /// Cheating miners to add, one per name: noise, copier, zeros, wrong-data, replay,
-        /// forged, late, stale, oversized, malformed.
+        /// forged, late, stale, oversized, malformed; and miners whose bucket attacks agreement:
+        /// late-overwrite, late-garbage, equivocate, selective, slow, vanish.
         #[arg(long, env = "FERRUM_DEVNET_ADVERSARIES", value_delimiter = ',')]
         adversaries: Vec<String>,
+        /// Faults that are nobody's fault: flaky-link (one honest miner cannot reach another's
+        /// bucket for one window).
+        #[arg(long, env = "FERRUM_DEVNET_FAULTS", value_delimiter = ',')]
+        faults: Vec<String>,
         /// Windows to run.
         #[arg(long, env = "FERRUM_DEVNET_WINDOWS", default_value_t = 6)]
         windows: u64,
@@ -501,6 +506,7 @@ async fn run(cli: Cli) -> Result<()> {
             miners,
             validators,
             adversaries,
+            faults,
             windows,
             preset,
             dir,
@@ -516,6 +522,7 @@ async fn run(cli: Cli) -> Result<()> {
                 miners,
                 validators,
                 adversaries,
+                faults,
                 windows,
                 preset,
                 config: cli.config.as_deref().map(SubnetConfig::load).transpose()?,
@@ -539,6 +546,11 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 for (uid, why) in &w.skipped {
                     eprintln!("             skipped uid {uid}: {why}");
+                }
+                let repaired: Vec<&u16> =
+                    w.agreement.iter().filter(|(_, a)| a.starts_with("repaired")).map(|(u, _)| u).collect();
+                if !repaired.is_empty() {
+                    eprintln!("             re-applied with the validators' agreed set: uids {repaired:?}");
                 }
             })
             .await?;

@@ -24,6 +24,9 @@ pub struct Peer {
     pub bucket: Option<String>,
     /// Its commitment says it validates (it uploads no payloads).
     pub validator: bool,
+    /// Stake at the boundary, in rao (what a validator's gather record weighs).
+    pub stake: u64,
+    pub validator_permit: bool,
 }
 
 /// The gather set's size (the config's `weights.tiers` sizes) and the burn uid.
@@ -125,6 +128,8 @@ mod tests {
             incentive,
             bucket: bucket.then(|| format!("/b/{uid}")),
             validator: false,
+            stake: 0,
+            validator_permit: false,
         }
     }
 

@@ -51,6 +51,17 @@ impl Namespace {
         format!("{}/checkpoints/{window:012}/manifest.json", self.0)
     }
 
+    /// A copy of a payload a validator accepted, by its content id (hex), in the validator's
+    /// bucket: what a node that lacks an agreed payload fetches instead of the miner's object.
+    pub fn mirror(&self, window: u64, id: &[u8; 32]) -> String {
+        format!("{}/mirror/{window:012}/{}.frp", self.0, hex::encode(id))
+    }
+
+    /// Prefix under which a window's mirrored payloads sit.
+    pub fn mirrors_of(&self, window: u64) -> String {
+        format!("{}/mirror/{window:012}", self.0)
+    }
+
     /// A validator's record of which payloads it aggregated for a window (for catch-up replay).
     pub fn gather_record(&self, window: u64, validator: &Hotkey) -> String {
         format!("{}/gathers/{window:012}/{validator}.json", self.0)
@@ -76,6 +87,11 @@ mod tests {
             ns.gather_record(10, &alice),
             "ferrum/v1/3/abababababababab/gathers/000000000010/5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY.json"
         );
+        assert_eq!(
+            ns.mirror(10, &[0xcd; 32]),
+            format!("ferrum/v1/3/abababababababab/mirror/000000000010/{}.frp", "cd".repeat(32))
+        );
+        assert!(ns.mirror(10, &[0; 32]).starts_with(&ns.mirrors_of(10)));
         assert_eq!(dataset_shard(12), "shards/00012.fts");
     }
 }

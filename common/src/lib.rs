@@ -22,6 +22,7 @@ macro_rules! hex_id {
 }
 
 // The pure protocol core: no async runtime, no object store, no model framework.
+pub mod agreement;
 pub mod assignment;
 pub mod checkpoint;
 pub mod codec;

@@ -130,6 +130,73 @@ impl fmt::Display for Location {
     }
 }
 
+/// Which bucket URLs a node follows when a peer publishes them on chain (docs/protocol.md §13).
+/// A peer's commitment is not the operator's word: by default a node reads only S3-compatible
+/// buckets over https (or AWS itself) at public addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerUrlPolicy {
+    /// Local directories (a devnet or localnet on one machine, where every bucket is a folder).
+    pub allow_local: bool,
+    /// Plain http, `localhost` and loopback or private addresses (a localnet's S3 server).
+    pub allow_private: bool,
+}
+
+/// Why a node does not follow a peer's bucket URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerUrlRefusal {
+    #[error("a local path: peers' buckets must be S3-compatible URLs (allowed only on a devnet or localnet)")]
+    LocalPath,
+    #[error("endpoint `{0}` is not a URL")]
+    BadEndpoint(String),
+    #[error("endpoint `{0}` is not https")]
+    NotHttps(String),
+    #[error("endpoint host `{0}` is link-local (cloud metadata services live there)")]
+    LinkLocal(String),
+    #[error("endpoint host `{0}` is a loopback, private or unspecified address")]
+    Private(String),
+}
+
+impl PeerUrlPolicy {
+    /// Whether a node follows `location` for a peer, and why not.
+    pub fn check(&self, location: &Location) -> Result<(), PeerUrlRefusal> {
+        let endpoint = match location {
+            Location::Local { .. } if self.allow_local => return Ok(()),
+            Location::Local { .. } => return Err(PeerUrlRefusal::LocalPath),
+            Location::S3 { endpoint: None, .. } => return Ok(()),
+            Location::S3 { endpoint: Some(e), .. } => e,
+        };
+        let url = Url::parse(endpoint).map_err(|_| PeerUrlRefusal::BadEndpoint(endpoint.clone()))?;
+        let host = url.host().ok_or_else(|| PeerUrlRefusal::BadEndpoint(endpoint.clone()))?;
+        let (link_local, private) = match &host {
+            url::Host::Ipv4(ip) => {
+                (ip.is_link_local(), ip.is_loopback() || ip.is_private() || ip.is_unspecified() || ip.is_broadcast())
+            }
+            url::Host::Ipv6(ip) => {
+                let seg = ip.segments()[0];
+                let mapped = ip.to_ipv4_mapped();
+                (
+                    (seg & 0xffc0) == 0xfe80 || mapped.is_some_and(|m| m.is_link_local()),
+                    ip.is_loopback()
+                        || ip.is_unspecified()
+                        || (seg & 0xfe00) == 0xfc00
+                        || mapped.is_some_and(|m| m.is_loopback() || m.is_private()),
+                )
+            }
+            url::Host::Domain(d) => (false, d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost")),
+        };
+        if link_local {
+            return Err(PeerUrlRefusal::LinkLocal(host.to_string()));
+        }
+        if private && !self.allow_private {
+            return Err(PeerUrlRefusal::Private(host.to_string()));
+        }
+        if url.scheme() != "https" && !self.allow_private {
+            return Err(PeerUrlRefusal::NotHttps(endpoint.clone()));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +253,38 @@ mod tests {
         {
             let e = Location::parse(bad).expect_err(bad);
             assert!(e.to_string().contains("is not a storage location"), "{e}");
+        }
+    }
+
+    #[test]
+    fn peer_urls_follow_the_policy() {
+        let strict = PeerUrlPolicy::default();
+        let local = PeerUrlPolicy { allow_local: true, allow_private: true };
+        let check = |p: &PeerUrlPolicy, url: &str| p.check(&Location::parse(url).expect("parses"));
+        assert_eq!(check(&strict, "/srv/bucket"), Err(PeerUrlRefusal::LocalPath));
+        assert_eq!(check(&strict, "file:///etc"), Err(PeerUrlRefusal::LocalPath));
+        assert_eq!(check(&local, "/srv/bucket"), Ok(()));
+        assert_eq!(check(&strict, "s3://b/p"), Ok(()), "AWS itself");
+        assert_eq!(check(&strict, "s3://b/p?endpoint=https://acct.r2.cloudflarestorage.com"), Ok(()));
+        assert!(check(&strict, "r2://acct/b/p").is_ok());
+        assert!(matches!(check(&strict, "s3://b/p?endpoint=http://s3.example.com"), Err(PeerUrlRefusal::NotHttps(_))));
+        for private in [
+            "https://127.0.0.1:8333",
+            "https://10.1.2.3",
+            "https://192.168.0.9",
+            "https://172.16.5.5",
+            "https://localhost:9000",
+            "https://[::1]:9000",
+            "https://[fd00::1]",
+            "https://0.0.0.0",
+        ] {
+            let url = format!("s3://b/p?endpoint={private}");
+            assert!(matches!(check(&strict, &url), Err(PeerUrlRefusal::Private(_))), "{private}");
+            assert_eq!(check(&local, &url), Ok(()), "{private} with the flag");
+        }
+        for metadata in ["http://169.254.169.254", "https://[fe80::1]", "https://[::ffff:169.254.169.254]"] {
+            let url = format!("s3://b/p?endpoint={metadata}");
+            assert!(matches!(check(&local, &url), Err(PeerUrlRefusal::LinkLocal(_))), "{metadata} even with the flag");
         }
     }
 }

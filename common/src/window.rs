@@ -67,6 +67,10 @@ pub struct PutWindow {
     pub closes_ms: u64,
 }
 
+/// How far before the (second-truncated) opening of the put window an upload still counts as
+/// on time (docs/protocol.md §2).
+pub const OPENING_SLACK_MS: u64 = 1000;
+
 /// Where an upload's time falls relative to the put window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
@@ -85,9 +89,11 @@ impl PutWindow {
     /// Classifies an object's `LastModified` (ms since the epoch).
     ///
     /// S3 reports `LastModified` in whole seconds, truncated, so the opening bound is compared at
-    /// second resolution: an upload in the opening second is on time.
+    /// second resolution, and [`OPENING_SLACK_MS`] before that: filesystems stamp files from a
+    /// coarse clock that lags the fine one by a few ms, and a storage server's clock is not the
+    /// chain's. An honest upload made after the opening block was seen is never early.
     pub fn classify(&self, last_modified_ms: u64) -> Freshness {
-        let opens_floor = self.opens_ms - self.opens_ms % 1000;
+        let opens_floor = (self.opens_ms - self.opens_ms % 1000).saturating_sub(OPENING_SLACK_MS);
         if last_modified_ms < opens_floor {
             Freshness::TooEarly { by_ms: self.opens_ms - last_modified_ms }
         } else if last_modified_ms > self.closes_ms {
@@ -141,9 +147,12 @@ mod tests {
         let s = WindowSchedule::new(&cfg(10, 30, 12.0));
         let pw = s.put_window(1_700_000_000_500);
         assert_eq!(pw.closes_ms, 1_700_000_030_500);
-        assert_eq!(pw.classify(1_699_999_999_000), Freshness::TooEarly { by_ms: 1_500 });
-        // Same second as the opening: S3 truncates LastModified, so this is on time.
+        assert_eq!(pw.classify(1_699_999_998_999), Freshness::TooEarly { by_ms: 1_501 });
+        // Same second as the opening: S3 truncates LastModified, so this is on time; so is a
+        // coarse filesystem clock a few ms behind the block's (up to the slack).
         assert_eq!(pw.classify(1_700_000_000_000), Freshness::OnTime);
+        assert_eq!(pw.classify(1_699_999_999_996), Freshness::OnTime);
+        assert_eq!(pw.classify(1_699_999_999_000), Freshness::OnTime);
         assert_eq!(pw.classify(1_700_000_030_500), Freshness::OnTime);
         assert_eq!(pw.classify(1_700_000_031_000), Freshness::TooLate { by_ms: 500 });
         assert!(pw.is_open_at(1_700_000_010_000));

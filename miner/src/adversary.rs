@@ -33,6 +33,19 @@ pub enum Behaviour {
     Oversized,
     /// Random bytes of a payload's size.
     Malformed,
+    /// Uploads a valid payload, then replaces it with another validly signed one after the put
+    /// window (its bucket swaps them after the first read).
+    LateOverwrite,
+    /// Uploads a valid payload, then replaces it with noise after the put window.
+    LateGarbage,
+    /// Its bucket serves two different validly signed payloads to different readers.
+    Equivocate,
+    /// Its bucket refuses some readers.
+    Selective,
+    /// Its bucket answers some readers only after their timeout.
+    Slow,
+    /// Its bucket deletes the payload during the gather.
+    Vanish,
 }
 
 /// The miner a copier copies.
@@ -45,8 +58,24 @@ pub struct Victim {
 }
 
 /// Names accepted by `--adversaries`, in the order the docs list them.
-pub const ADVERSARIES: [&str; 10] =
-    ["noise", "copier", "zeros", "wrong-data", "replay", "forged", "late", "stale", "oversized", "malformed"];
+pub const ADVERSARIES: [&str; 16] = [
+    "noise",
+    "copier",
+    "zeros",
+    "wrong-data",
+    "replay",
+    "forged",
+    "late",
+    "stale",
+    "oversized",
+    "malformed",
+    "late-overwrite",
+    "late-garbage",
+    "equivocate",
+    "selective",
+    "slow",
+    "vanish",
+];
 
 /// An adversary name the devnet does not know.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +98,12 @@ impl FromStr for Behaviour {
             "stale" => Behaviour::Stale,
             "oversized" => Behaviour::Oversized,
             "malformed" => Behaviour::Malformed,
+            "late-overwrite" => Behaviour::LateOverwrite,
+            "late-garbage" => Behaviour::LateGarbage,
+            "equivocate" => Behaviour::Equivocate,
+            "selective" => Behaviour::Selective,
+            "slow" => Behaviour::Slow,
+            "vanish" => Behaviour::Vanish,
             other => return Err(UnknownAdversary(other.to_string())),
         })
     }
@@ -89,7 +124,27 @@ impl Behaviour {
             Behaviour::Stale => "stale",
             Behaviour::Oversized => "oversized",
             Behaviour::Malformed => "malformed",
+            Behaviour::LateOverwrite => "late-overwrite",
+            Behaviour::LateGarbage => "late-garbage",
+            Behaviour::Equivocate => "equivocate",
+            Behaviour::Selective => "selective",
+            Behaviour::Slow => "slow",
+            Behaviour::Vanish => "vanish",
         }
+    }
+
+    /// Whether the attack is its bucket's, not its payload's: the devnet serves such a miner's
+    /// bucket through a misbehaving wrapper (`devnet::hostile`).
+    pub fn attacks_storage(&self) -> bool {
+        matches!(
+            self,
+            Behaviour::LateOverwrite
+                | Behaviour::LateGarbage
+                | Behaviour::Equivocate
+                | Behaviour::Selective
+                | Behaviour::Slow
+                | Behaviour::Vanish
+        )
     }
 
     /// The key a forger signs with.

@@ -81,20 +81,26 @@ struct Miner {
     restore: Option<Vec<u8>>,
     /// The previous payload (kept by the replay adversary only).
     last_payload: Option<Vec<u8>>,
+    /// The last window, when the validators' records had not decided it in time.
+    unsettled: Option<Unsettled>,
 }
+
+/// A window applied with this node's own set while the validators' records left it open.
+pub(crate) type Unsettled = (ferrum_node::WindowPlan, ferrum_node::Gathered, ferrum_node::Applied);
 
 impl Miner {
     async fn start(setup: MinerSetup, uid: u16, chain: &impl Chain) -> Result<Miner, MinerError> {
         let hotkey = setup.keypair.hotkey();
         let netuid = setup.netuid;
-        let sync = Sync::new(&setup.config, netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads);
+        let sync = Sync::new(&setup.config, netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads)
+            .with_access(setup.peers.clone());
         let state_dir = StateDir::open(&setup.state_dir, &setup.config, netuid)?;
         let state = match state_dir.load(&setup.config).await? {
             Some(s) => {
                 info!(base_window = s.base_window, fingerprint = %short(&s.model), "resuming from saved state");
                 s
             }
-            None => match sync.newest_checkpoint(chain).await {
+            None => match retry("newest checkpoint", Backoff::default(), || sync.newest_checkpoint(chain)).await? {
                 Some((model, manifest)) => {
                     info!(window = manifest.window, "no saved state: starting from the newest validator checkpoint");
                     NodeState {
@@ -122,7 +128,19 @@ impl Miner {
         let trainer = TrainerThread::spawn(setup.config.clone(), setup.backend.clone(), setup.threads)
             .map_err(MinerError::Thread)?;
         let restore = state.optimizer.clone();
-        Ok(Miner { setup, uid, hotkey, sync, state_dir, state, trainer, pending: None, restore, last_payload: None })
+        Ok(Miner {
+            setup,
+            uid,
+            hotkey,
+            sync,
+            state_dir,
+            state,
+            trainer,
+            pending: None,
+            restore,
+            last_payload: None,
+            unsettled: None,
+        })
     }
 
     async fn run(mut self, chain: &impl Chain, shutdown: &mut watch::Receiver<bool>) -> Result<(), MinerError> {
@@ -290,6 +308,33 @@ impl Miner {
         let started = Instant::now();
         let body = bytes::Bytes::from(bytes);
         let quick = Backoff { attempts: 4, ..Backoff::default() };
+        // The second payload a storage adversary's bucket serves in place of the first.
+        let alternate = match self.setup.behaviour {
+            Behaviour::LateOverwrite | Behaviour::Equivocate => {
+                let layout = &self.sync.layout;
+                let seed = window.wrapping_mul(7919);
+                let mut bases = dct::Bases::default();
+                let noise: Vec<EncodedTensor> = layout
+                    .spec
+                    .tensors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, g))| {
+                        let v: Vec<f32> =
+                            synthetic_delta(g.numel(), seed + i as u64).into_iter().map(|v| v * 100.0).collect();
+                        encode(&v, g, &layout.spec, &mut bases)
+                    })
+                    .collect();
+                payload::build(&header, &noise, layout, self.setup.keypair.pair()).ok()
+            }
+            Behaviour::LateGarbage => Some(garbage(self.sync.layout.size(), window)),
+            _ => None,
+        };
+        if let Some(alt) = alternate
+            && let Err(e) = self.setup.store.put(&format!("{key}.alt"), alt.into()).await
+        {
+            warn!(window, error = %e, "cannot stage the alternate payload");
+        }
         match retry("payload upload", quick, || self.setup.store.put(&key, body.clone())).await {
             Ok(()) => {
                 let m = &self.setup.metrics;
@@ -326,7 +371,16 @@ impl Miner {
         };
         let build = |tensors: &[EncodedTensor]| payload::build(header, tensors, layout, key).map_err(|e| e.to_string());
         match &self.setup.behaviour {
-            Behaviour::Honest | Behaviour::WrongData | Behaviour::Stale | Behaviour::Late => build(&honest),
+            Behaviour::Honest
+            | Behaviour::WrongData
+            | Behaviour::Stale
+            | Behaviour::Late
+            | Behaviour::LateOverwrite
+            | Behaviour::LateGarbage
+            | Behaviour::Equivocate
+            | Behaviour::Selective
+            | Behaviour::Slow
+            | Behaviour::Vanish => build(&honest),
             Behaviour::Noise => {
                 let seed = header.window.wrapping_mul(7919);
                 build(&encode(&|i, n| synthetic_delta(n, seed + i as u64).into_iter().map(|v| v * 100.0).collect()))
@@ -367,21 +421,20 @@ impl Miner {
 
     /// Gathers and applies `window`, then saves the new base.
     async fn apply(&mut self, chain: &impl Chain, window: u64, put: PutWindow, replay: bool) -> Result<(), MinerError> {
-        let mut plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
+        // A window the records left open last time is settled first: they have had a window
+        // to appear, and this one must be gathered on the agreed base.
+        if let Some((plan, gathered, own)) = self.unsettled.take() {
+            let settled = self.sync.settle(&mut self.state.model, &plan, &gathered, own, self.setup.record_wait).await;
+            info!(window = plan.window, agreement = ?settled.agreement, fingerprint = %short(&self.state.model), "earlier window settled");
+        }
+        let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
             .await
             .map_err(|source| MinerError::Replay { window, source })?;
-        // Replaying, follow a validator's signed record of what was aggregated, when one exists.
-        let record = if replay { self.sync.gather_record(chain, window).await } else { None };
-        if let Some(r) = &record {
-            plan = plan.following(r);
-        }
-        let applied = self.sync.apply(&mut self.state.model, &plan).await;
-        if let Some(r) = record.filter(|r| r.fingerprint != applied.fingerprint.to_string()) {
-            warn!(
-                window,
-                validator = r.validator,
-                "the replayed window does not reach the fingerprint of the validator's record"
-            );
+        let (own, gathered) = self.sync.apply(&mut self.state.model, &plan).await;
+        let applied =
+            self.sync.settle(&mut self.state.model, &plan, &gathered, own.clone(), self.setup.record_wait).await;
+        if applied.agreement == ferrum_node::Agreement::Undecided {
+            self.unsettled = Some((plan, gathered, own));
         }
         self.state.base_window = window + 1;
         self.state.uploaded = false;
@@ -393,6 +446,14 @@ impl Miner {
         let m = &self.setup.metrics;
         m.set("ferrum_window", "The last window whose outer step this node applied.", window as f64);
         m.set("ferrum_peers_gathered", "Payloads aggregated in the last window.", applied.accepted.len() as f64);
+        m.set(
+            "ferrum_agreement_seconds",
+            "Time the last window took to settle on the validators' agreed set.",
+            applied.settle_secs,
+        );
+        if matches!(applied.agreement, ferrum_node::Agreement::Repaired { .. }) {
+            m.add("ferrum_windows_repaired_total", "Windows re-applied with the validators' agreed set.", 1.0);
+        }
         m.set("ferrum_payload_bytes_gathered", "Payload bytes downloaded in the last window.", applied.bytes as f64);
         for (peer, why) in &applied.skipped {
             m.add(
@@ -411,6 +472,7 @@ impl Miner {
         info!(
             window,
             replay,
+            agreement = ?applied.agreement,
             accepted = ?applied.accepted,
             skipped = applied.skipped.len(),
             fingerprint = &fp[..16],

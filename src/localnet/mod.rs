@@ -141,6 +141,9 @@ impl NodePlan {
         .into_iter()
         .flat_map(|(flag, value)| [flag.to_string(), value])
         .collect();
+        // Every bucket of a localnet is a local folder or its own S3 server on 127.0.0.1,
+        // which nodes refuse to follow for a peer unless told.
+        args.extend(["--peers.allow_local".to_string(), "--peers.allow_private".to_string()]);
         if role == "validator" {
             args.extend(["--checkpoint.every".to_string(), "5".to_string()]);
         }

@@ -194,6 +194,8 @@ async fn an_unregistered_hotkey_and_an_unreachable_store_give_clear_errors() {
         threads: 1,
         metrics: Metrics::default(),
         events: None,
+        peers: Default::default(),
+        record_wait: std::time::Duration::from_secs(1),
     };
     let setup = MinerSetup { node, behaviour: ferrum_miner::Behaviour::Honest };
 
@@ -320,5 +322,48 @@ async fn commit_reveal_weights_reach_the_chain(timelocked_commits: bool) {
     } else {
         assert!(hash > 0 && timelocked == 0, "hash commits {hash}, timelocked {timelocked}");
     }
+    d.stop().await;
+}
+
+/// Miners whose buckets lie (overwrite after the window, serve two signed payloads, refuse or
+/// drop some readers) and an honest node that cannot reach one bucket for a window: every node
+/// ends every window on the validators' agreed model (docs/protocol.md §16). Two validators of
+/// equal stake read with opposite parity, so the equivocating and selective buckets split them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_attacks_do_not_split_the_network() {
+    let _heavy = crate::CPU_HEAVY.read().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = DevnetOptions {
+        validators: 2,
+        adversaries: ["late-overwrite", "equivocate", "selective", "vanish"].map(String::from).to_vec(),
+        faults: vec!["flaky-link".into()],
+        inner_steps: Some(4),
+        ..options(dir.path(), 3)
+    };
+    let mut d = Devnet::start(&opts).await.expect("devnet");
+    let role = |d: &Devnet, name: &str| {
+        d.miner_uids().into_iter().find(|u| d.role(*u).is_some_and(|r| r.name() == name)).expect("role")
+    };
+    let (equivocate, selective) = (role(&d, "equivocate"), role(&d, "selective"));
+    let first = d.current_window().await.expect("window") + 1;
+    // The flaky link: honest miner 1 cannot read honest miner 2's bucket in the second window.
+    d.set_flaky_window(first + 1);
+    let mut repaired = 0;
+    for w in first..first + 4 {
+        let s = d.run_window(w).await.expect("window");
+        assert!(s.in_sync, "window {w}: {s:?}");
+        assert!(
+            !s.peers.contains(&equivocate) && !s.peers.contains(&selective),
+            "validators split on these, so no stake majority accepts them: {s:?}"
+        );
+        repaired += s.agreement.values().filter(|a| a.starts_with("repaired")).count();
+        if w == first + 1 && s.peers.contains(&2) {
+            assert!(
+                s.agreement[&1].starts_with("repaired (1 fetched"),
+                "the node behind the flaky link took uid 2's payload from a mirror: {s:?}"
+            );
+        }
+    }
+    assert!(repaired > 0, "some node re-applied a window with the agreed set");
     d.stop().await;
 }

@@ -33,7 +33,12 @@ async fn fetch_verifies_and_refuses_wrong_sizes(store: Store) {
     let k = ns.payload(9, 2, &header.hotkey);
     store.put(&k, bytes.into()).await.expect("put");
     let expect = Expectation { netuid: 1, window: 9, uid: 2, hotkey: &header.hotkey, config_hash: &header.config_hash };
-    let (info, payload) = fetch(&store, &k, &layout, &expect).await.expect("fetch");
+    let (info, payload, bytes) = fetch(&store, &k, &layout, &expect).await.expect("fetch");
+    assert_eq!(
+        payload.hash.as_slice(),
+        &bytes[bytes.len() - 96..bytes.len() - 64],
+        "the content id is the stored hash"
+    );
     assert_eq!(info.size as usize, layout.size());
     assert_eq!(payload.tensors, tensors);
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferrum_chain::{Chain, ChainError};
 use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
 use ferrum_common::checkpoint;
+use ferrum_common::codec::EncodedTensor;
 use ferrum_common::driver::{Action, Block, Done, Driver};
 use ferrum_common::gather;
 use ferrum_common::model::MasterModel;
@@ -16,14 +17,13 @@ use ferrum_gauntlet::rules::{self, Losses};
 use ferrum_gauntlet::{CopyOf, Outcome, WindowInput, WindowReport};
 use ferrum_node::retry::{Backoff, retry};
 use ferrum_node::{
-    Applied, Follower, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync, WindowPlan,
+    Applied, Follower, Gathered, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync, WindowPlan,
 };
 use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
 use crate::eval::{Candidate, EvalJob, EvalThread};
 use crate::state::{PendingReveal, ValidatorFiles, ValidatorState, ValidatorStateError};
-use ferrum_node::GatherRecord;
 
 /// Base fingerprints remembered for sync lag.
 const RECENT_BASES: usize = 8;
@@ -64,7 +64,15 @@ pub enum ValidatorError {
 struct Pending {
     plan: WindowPlan,
     base: Arc<MasterModel>,
+    /// What this validator read in the gather (scored from, not fetched again).
+    gathered: Gathered,
+    /// Uids this validator accepted that the validators' agreed set left out.
+    not_agreed: Vec<u16>,
 }
+
+/// Mirrored payloads are kept for this many windows (a node repairs a window at most one
+/// window later; the rest is margin for slow nodes).
+const MIRROR_WINDOWS: u64 = 16;
 
 /// Runs the validator until `shutdown` turns true.
 pub async fn run(
@@ -90,18 +98,25 @@ struct Validator {
     state: ValidatorState,
     eval: EvalThread,
     pending: Vec<Pending>,
+    /// The last window, when the validators' records had not decided it in time.
+    unsettled: Option<(WindowPlan, Gathered, Applied)>,
+    /// Uids the latest Gauntlet report keeps out of the gather set; this validator's records
+    /// leave them out, so a stake majority of validators drops them from the agreed set.
+    excluded: Vec<u16>,
 }
 
 impl Validator {
     async fn start(setup: ValidatorSetup, uid: u16, chain: &impl Chain) -> Result<Validator, ValidatorError> {
         let hotkey = setup.keypair.hotkey();
         let sync =
-            Sync::new(&setup.config, setup.netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads);
+            Sync::new(&setup.config, setup.netuid, *setup.dataset.id(), setup.dataset.num_samples(), setup.threads)
+                .with_access(setup.peers.clone());
         let state_dir = StateDir::open(&setup.state_dir.join("model"), &setup.config, setup.netuid)?;
         let node = match state_dir.load(&setup.config).await? {
             Some(s) => s,
             None => {
-                let (base_window, global_step, model) = match sync.newest_checkpoint(chain).await {
+                let newest = retry("newest checkpoint", Backoff::default(), || sync.newest_checkpoint(chain)).await?;
+                let (base_window, global_step, model) = match newest {
                     Some((model, m)) => (m.window + 1, m.global_step, model),
                     None => (0, 0, MasterModel::genesis(&setup.config)),
                 };
@@ -112,7 +127,20 @@ impl Validator {
         let state = files.load().await?;
         info!(base_window = node.base_window, miners = state.ledger.records.len(), "validator state loaded");
         let eval = EvalThread::spawn(setup.config.clone(), setup.backend.clone()).map_err(ValidatorError::Thread)?;
-        Ok(Validator { setup, uid, hotkey, sync, state_dir, node, files, state, eval, pending: Vec::new() })
+        Ok(Validator {
+            setup,
+            uid,
+            hotkey,
+            sync,
+            state_dir,
+            node,
+            files,
+            state,
+            eval,
+            pending: Vec::new(),
+            unsettled: None,
+            excluded: Vec::new(),
+        })
     }
 
     async fn run(mut self, chain: &impl Chain, shutdown: &mut watch::Receiver<bool>) -> Result<(), ValidatorError> {
@@ -135,14 +163,30 @@ impl Validator {
         Ok(())
     }
 
-    /// Applies `window` as every node does, then publishes what it did.
+    /// Applies `window` as every node does, publishes what it accepted (mirrored payloads and
+    /// the signed record), settles the window on the validators' agreed set, then checkpoints.
     async fn apply(&mut self, chain: &impl Chain, window: u64, put: PutWindow) -> Result<(), ValidatorError> {
+        if let Some((plan, gathered, own)) = self.unsettled.take() {
+            let settled = self.sync.settle(&mut self.node.model, &plan, &gathered, own, self.setup.record_wait).await;
+            info!(window = plan.window, agreement = ?settled.agreement, "earlier window settled");
+        }
         let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
             .await
             .map_err(|source| ValidatorError::Replay { window, source })?;
         let base = Arc::new(self.node.model.clone());
         let base_fp = base.fingerprint().to_string();
-        let applied = self.sync.apply(&mut self.node.model, &plan).await;
+        let (own, gathered) = self.sync.apply_excluding(&mut self.node.model, &plan, &self.excluded).await;
+        self.sync
+            .publish_record(&self.setup.store, &self.setup.keypair, &gathered, &own, &base_fp, MIRROR_WINDOWS)
+            .await;
+        let applied =
+            self.sync.settle(&mut self.node.model, &plan, &gathered, own.clone(), self.setup.record_wait).await;
+        let not_agreed = applied
+            .skipped
+            .iter()
+            .filter(|(_, s)| matches!(s, ferrum_node::Skip::NotAgreed))
+            .map(|(u, _)| *u)
+            .collect();
         self.node.base_window = window + 1;
         if !applied.accepted.is_empty() {
             self.node.global_step += 1;
@@ -151,38 +195,21 @@ impl Validator {
         self.state.recent.insert(0, (window, base_fp.clone()));
         self.state.recent.truncate(RECENT_BASES);
         self.files.save(&self.state).await?;
-        self.publish(window, &base_fp, &applied).await;
-        info!(window, accepted = ?applied.accepted, fingerprint = &applied.fingerprint.to_string()[..16], "window applied");
+        self.checkpoint(window).await;
+        info!(window, agreement = ?applied.agreement, accepted = ?applied.accepted, fingerprint = &applied.fingerprint.to_string()[..16], "window applied");
         self.setup.metrics.set("ferrum_window", "The last window whose outer step this node applied.", window as f64);
+        let undecided = applied.agreement == ferrum_node::Agreement::Undecided;
         self.setup.emit(|| NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.node.model.clone()) });
-        self.pending.push(Pending { plan, base });
+        if undecided {
+            self.unsettled = Some((plan.clone(), gathered.clone(), own));
+        }
+        self.pending.push(Pending { plan, base, gathered, not_agreed });
         Ok(())
     }
 
-    /// The signed gather record, and a checkpoint when one is due (failures are logged: the
+    /// A checkpoint of the model after `window` when one is due (failures are logged: the
     /// network does not depend on them to stay in sync).
-    async fn publish(&self, window: u64, base_fp: &str, applied: &Applied) {
-        let record = GatherRecord {
-            netuid: self.setup.netuid,
-            window,
-            config_hash: self.sync.config_hash.to_string(),
-            validator: self.hotkey.to_ss58(),
-            base_fingerprint: base_fp.to_string(),
-            accepted: applied.accepted.clone(),
-            skipped: applied.skipped.iter().map(|(u, s)| (*u, s.to_string())).collect(),
-            fingerprint: applied.fingerprint.to_string(),
-            signature: String::new(),
-        }
-        .sign(&self.setup.keypair);
-        let key = self.sync.namespace.gather_record(window, &self.hotkey);
-        match serde_json::to_vec_pretty(&record) {
-            Ok(json) => {
-                if let Err(e) = self.setup.store.put(&key, json.into()).await {
-                    warn!(window, error = %e, "cannot publish the gather record");
-                }
-            }
-            Err(e) => warn!(window, error = %e, "cannot serialize the gather record"),
-        }
+    async fn checkpoint(&self, window: u64) {
         let every = self.setup.checkpoint_every;
         if every > 0 && (window + 1).is_multiple_of(every) {
             let saved = checkpoint::save(
@@ -220,6 +247,7 @@ impl Validator {
                 let reasons: Vec<&str> = u.penalties.iter().map(|p| p.reason.as_str()).collect();
                 info!(window = report.window, miner = u.uid, score = u.final_score, gradient = ?u.gradient_score, sync = u.sync, penalties = ?reasons, "scored");
             }
+            self.excluded = report.uids.iter().filter(|u| u.gather_excluded).map(|u| u.uid).collect();
             let report = Arc::new(report);
             self.setup.emit(|| NodeEvent::Scored { uid: self.uid, report: report.clone() });
             self.set_weights_if_due(chain, &report).await?;
@@ -258,8 +286,18 @@ impl Validator {
                 );
                 continue;
             }
-            match self.sync.fetch(peer, w, &p.plan.put).await {
-                Ok((info, payload)) => received.push((peer.clone(), info.last_modified_ms, payload)),
+            if p.not_agreed.contains(&peer.uid) {
+                let reason = ferrum_node::Skip::NotAgreed.to_string();
+                outcomes.insert(peer.uid, (peer.hotkey.to_ss58(), Outcome::Missing { reason, uploaded: true }));
+                continue;
+            }
+            // What the gather read is scored; the miner's server is not asked again.
+            let fetched = match p.gathered.fetched.get(&peer.uid) {
+                Some(r) => r.clone(),
+                None => self.sync.fetch(peer, w, &p.plan.put).await,
+            };
+            match fetched {
+                Ok(f) => received.push((peer.clone(), f.info.last_modified_ms, f.payload)),
                 Err(skip) => {
                     let outcome = match skip {
                         ferrum_node::Skip::Invalid(r) => Outcome::Invalid { reason: r.to_string() },
@@ -309,6 +347,14 @@ impl Validator {
         received.sort_by_key(|(peer, _, _)| gather::tie_break(&seed, peer.uid));
         let lags: BTreeMap<u16, Option<u64>> =
             received.iter().map(|(peer, _, p)| (peer.uid, rules::lag(&p.header.base_fingerprint, &recent))).collect();
+        // Scored as the aggregate would apply it: clipped, tensor by tensor, to the median norm
+        // of the window's in-sync updates (§7.4); an update scaled up earns nothing for it.
+        let in_sync: Vec<&[EncodedTensor]> = received
+            .iter()
+            .filter(|(peer, _, _)| lags[&peer.uid] == Some(0))
+            .map(|(_, _, p)| p.tensors.as_slice())
+            .collect();
+        let medians = median_norms(&in_sync);
         let budget = g.uids_per_window as usize;
         let mut candidates = Vec::new();
         for (peer, _, payload) in received.iter().take(budget) {
@@ -318,7 +364,8 @@ impl Validator {
                 // Not a copy of an earlier upload (it would be its own original's control).
                 let identical = copies.get(&peer.uid).is_some_and(|c| c.identical);
                 let may_reference = lags[&peer.uid] == Some(0) && !identical && !is_empty_update(&payload.tensors);
-                candidates.push(Candidate { uid: peer.uid, tensors: payload.tensors.clone(), own, may_reference });
+                let tensors = clipped(&payload.tensors, &medians);
+                candidates.push(Candidate { uid: peer.uid, tensors, own, may_reference });
             }
         }
         let losses: BTreeMap<u16, Losses> = if candidates.is_empty() {
@@ -461,7 +508,57 @@ impl Validator {
     }
 }
 
+/// Per tensor, the median of the updates' norms (mean of the middle two for an even count);
+/// empty without updates.
+fn median_norms(updates: &[&[EncodedTensor]]) -> Vec<f64> {
+    let Some(first) = updates.first() else { return Vec::new() };
+    (0..first.len())
+        .map(|i| {
+            let mut n: Vec<f64> = updates.iter().filter_map(|u| u.get(i)).map(EncodedTensor::norm).collect();
+            n.sort_by(f64::total_cmp);
+            let m = n.len() / 2;
+            if n.len() % 2 == 1 { n[m] } else { (n[m - 1] + n[m]) / 2.0 }
+        })
+        .collect()
+}
+
+/// An update as the aggregate would apply it: each tensor scaled by `min(1, median / norm)`.
+fn clipped(update: &[EncodedTensor], medians: &[f64]) -> Vec<EncodedTensor> {
+    update
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match medians.get(i) {
+            Some(&m) => {
+                let f = (m / (t.norm() + 1e-8)).min(1.0);
+                if f < 1.0 { t.scaled(f as f32) } else { t.clone() }
+            }
+            None => t.clone(),
+        })
+        .collect()
+}
+
 /// Whether every transmitted value of an update is zero.
 fn is_empty_update(tensors: &[ferrum_common::codec::EncodedTensor]) -> bool {
     tensors.iter().all(|t| (0..t.indices.len()).all(|j| t.value(j) == 0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrum_common::codec::Values;
+
+    fn update(values: &[f32]) -> Vec<EncodedTensor> {
+        vec![EncodedTensor { indices: (0..values.len() as u32).collect(), values: Values::Raw(values.to_vec()) }]
+    }
+
+    #[test]
+    fn an_update_scaled_up_is_scored_at_the_median_norm() {
+        let (a, b, big) = (update(&[3.0, 4.0]), update(&[0.0, 6.0]), update(&[30.0, 40.0]));
+        let medians = median_norms(&[&a, &b, &big]);
+        assert_eq!(medians, vec![6.0]);
+        let clipped_big = clipped(&big, &medians);
+        assert!((clipped_big[0].norm() - 6.0).abs() < 1e-5, "{clipped_big:?}");
+        assert_eq!(clipped(&a, &medians), a, "below the median: unchanged");
+        assert_eq!(median_norms(&[&a, &big]), vec![27.5], "even count: mean of the middle two");
+    }
 }

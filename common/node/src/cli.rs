@@ -46,6 +46,17 @@ pub struct RunArgs {
     /// Threads for encoding and aggregation (default: all cores).
     #[arg(long, env = "FERRUM_THREADS")]
     pub threads: Option<usize>,
+    /// Follow peers' buckets that are local folders (a devnet or localnet on one machine).
+    #[arg(long = "peers.allow_local", env = "FERRUM_PEERS_ALLOW_LOCAL")]
+    pub peers_allow_local: bool,
+    /// Follow peers' buckets over plain http or at loopback and private addresses (a localnet's
+    /// S3 server). Link-local addresses are never followed.
+    #[arg(long = "peers.allow_private", env = "FERRUM_PEERS_ALLOW_PRIVATE")]
+    pub peers_allow_private: bool,
+    /// Longest wait, after applying a window, for the validators' gather records to decide it
+    /// (undecided, the node keeps its own set and decides at the next window).
+    #[arg(long = "gather.record_wait_secs", env = "FERRUM_RECORD_WAIT_SECS", default_value_t = 20)]
+    pub record_wait_secs: u64,
 }
 
 /// A key that cannot be had from the flags.
@@ -171,13 +182,22 @@ impl RunArgs {
             netuid: node.netuid,
             keypair,
             store: ctx.store,
-            bucket_url,
+            bucket_url: bucket_url.clone(),
             dataset: std::sync::Arc::new(ctx.dataset),
             state_dir: self.state_dir.clone(),
             backend: self.backend.clone(),
             threads: self.threads(),
             metrics,
             events: None,
+            peers: crate::sync::PeerAccess {
+                policy: ferrum_common::location::PeerUrlPolicy {
+                    allow_local: self.peers_allow_local,
+                    allow_private: self.peers_allow_private,
+                },
+                own_bucket: Some(bucket_url.clone()),
+                hook: None,
+            },
+            record_wait: Duration::from_secs(self.record_wait_secs),
             config: ctx.config,
         };
         Ok(Launch { setup, chain, shutdown })

@@ -3,6 +3,7 @@
 //! own state on disk that survives a kill ([`state`]), retries that back off only when a retry
 //! can help ([`retry`]), and Prometheus metrics ([`metrics`]).
 
+pub mod agree;
 pub mod cli;
 pub mod events;
 pub mod metrics;
@@ -14,7 +15,7 @@ pub mod sync;
 
 pub use events::NodeEvent;
 pub use metrics::Metrics;
-pub use record::GatherRecord;
+pub use record::{AcceptedPayload, GatherRecord};
 pub use startup::{Follower, NodeSetup, StartError, join};
 pub use state::{NodeState, StateDir, StateError};
-pub use sync::{Applied, Skip, Sync, WindowPlan};
+pub use sync::{Agreement, Applied, Fetched, Gathered, PeerAccess, Skip, StoreHook, Sync, WindowPlan};

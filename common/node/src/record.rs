@@ -1,12 +1,20 @@
 //! The signed gather record a validator publishes per window (docs/protocol.md §15): which
-//! payloads it aggregated and the model that resulted, so a node can check or replay a window
-//! from any validator without a leader.
+//! payloads it accepted, by content id, and the model that resulted. Records weighted by stake
+//! decide the window's agreed set (`ferrum_common::agreement`, §16).
 
 use ferrum_chain::Keypair;
+use ferrum_common::agreement::PayloadId;
 use serde::{Deserialize, Serialize};
 
 /// Domain separation for the record signature.
-const RECORD_CONTEXT: &[u8] = b"ferrum 2026-11 gather record v1";
+const RECORD_CONTEXT: &[u8] = b"ferrum 2026-12 gather record v2";
+
+/// One accepted payload: the miner's uid and the payload's content id (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedPayload {
+    pub uid: u16,
+    pub payload: String,
+}
 
 /// A window's gather record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,8 +26,8 @@ pub struct GatherRecord {
     pub validator: String,
     /// Fingerprint of the window's base model.
     pub base_fingerprint: String,
-    /// Uids aggregated, in candidate order.
-    pub accepted: Vec<u16>,
+    /// Payloads aggregated, in candidate order.
+    pub accepted: Vec<AcceptedPayload>,
     /// `(uid, reason)` for candidates skipped.
     pub skipped: Vec<(u16, String)>,
     /// Fingerprint after the outer step.
@@ -30,6 +38,19 @@ pub struct GatherRecord {
 }
 
 impl GatherRecord {
+    /// The accepted entries as `(uid, content id)`; `None` when an id is not 32 bytes of hex or
+    /// a uid appears twice (such a record is refused whole).
+    pub fn entries(&self) -> Option<Vec<(u16, PayloadId)>> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.accepted
+            .iter()
+            .map(|a| {
+                let id = hex::decode(&a.payload).ok().and_then(|b| PayloadId::try_from(b.as_slice()).ok())?;
+                seen.insert(a.uid).then_some((a.uid, id))
+            })
+            .collect()
+    }
+
     fn message(&self) -> Vec<u8> {
         let unsigned = GatherRecord { signature: String::new(), ..self.clone() };
         // Serializing a struct of plain fields cannot fail.
@@ -72,15 +93,25 @@ mod tests {
             config_hash: "ab".into(),
             validator: key.hotkey().to_ss58(),
             base_fingerprint: "00".into(),
-            accepted: vec![3, 1],
+            accepted: vec![
+                AcceptedPayload { uid: 3, payload: hex::encode([3; 32]) },
+                AcceptedPayload { uid: 1, payload: hex::encode([1; 32]) },
+            ],
             skipped: vec![(2, "late".into())],
             fingerprint: "11".into(),
             signature: String::new(),
         }
         .sign(&key);
         assert!(r.verify());
+        assert_eq!(r.entries(), Some(vec![(3, [3; 32]), (1, [1; 32])]));
+        let mut twice = r.clone();
+        twice.accepted.push(AcceptedPayload { uid: 3, payload: hex::encode([4; 32]) });
+        assert_eq!(twice.entries(), None, "a uid twice");
+        let mut short = r.clone();
+        short.accepted[0].payload = "abcd".into();
+        assert_eq!(short.entries(), None, "not a 32-byte id");
         let mut edited = r.clone();
-        edited.accepted.push(9);
+        edited.accepted[0].payload = hex::encode([9; 32]);
         assert!(!edited.verify());
         let mut other = r;
         other.validator = Keypair::from_secret("//Bob", "test").expect("key").hotkey().to_ss58();

@@ -36,6 +36,10 @@ pub struct NodeSetup {
     pub metrics: Metrics,
     /// Progress reports for a harness (devnet, tests); `None` in production.
     pub events: Option<mpsc::UnboundedSender<NodeEvent>>,
+    /// How peers' buckets are opened (URL policy, credentials).
+    pub peers: crate::sync::PeerAccess,
+    /// Longest wait for the validators' records to decide a window after applying it.
+    pub record_wait: std::time::Duration,
 }
 
 impl NodeSetup {

@@ -1,22 +1,26 @@
 //! Gathering and applying one window's payloads: what every honest node does identically, so
 //! that all of them hold the same model afterwards (docs/protocol.md §13).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use ferrum_chain::{Chain, ChainError};
+use ferrum_common::agreement::{self, PayloadId, Witness};
 use ferrum_common::assignment::{SampleRequest, assign_samples, samples_digest};
 use ferrum_common::codec::{AggregateError, EncodedTensor, aggregate_and_step};
 use ferrum_common::gather::{self, GatherRules, Peer, Verdict};
 use ferrum_common::keys::Namespace;
+use ferrum_common::location::{Location, PeerUrlPolicy};
 use ferrum_common::model::{Fingerprint, MasterModel};
 use ferrum_common::payload::{self, Expectation, FetchError, Payload, PayloadLayout, Rejection};
-use ferrum_common::{ConfigHash, DatasetId, Freshness, ObjectInfo, PutWindow, Store, SubnetConfig, WindowSchedule};
+use ferrum_common::{
+    ConfigHash, DatasetId, Freshness, ObjectInfo, PutWindow, StorageLimits, Store, SubnetConfig, WindowSchedule,
+};
 use futures::StreamExt;
 
-use crate::record::GatherRecord;
 use crate::retry::{Backoff, retry};
 
 /// Peers' payloads fetched at once.
@@ -43,6 +47,13 @@ pub enum Skip {
     /// The same update as an earlier candidate's (a copy re-signed under another hotkey): one
     /// update counts once in the aggregate.
     Duplicate { of: u16 },
+    /// Validators holding a stake majority did not accept this payload (§16): its bucket
+    /// changed it, withheld it or served it differently to different readers, or they judged
+    /// its updates harmful.
+    NotAgreed,
+    /// This validator's Gauntlet keeps the uid out of the gather set (§14): its record leaves
+    /// the payload out, so a stake majority of such records drops it from the agreed set.
+    Excluded,
 }
 
 impl fmt::Display for Skip {
@@ -56,6 +67,11 @@ impl fmt::Display for Skip {
             Skip::StaleBase { claimed } => write!(f, "stale: trained from model {}", &claimed.to_string()[..16]),
             Skip::WrongSamples => write!(f, "wrong samples: the digest is not of its assigned samples"),
             Skip::Duplicate { of } => write!(f, "duplicate: the same update as uid {of}, earlier in the gather order"),
+            Skip::NotAgreed => write!(
+                f,
+                "not agreed: validators holding a stake majority did not accept this payload (changed, withheld, served differently, or judged harmful)"
+            ),
+            Skip::Excluded => write!(f, "excluded: this validator's Gauntlet keeps the uid out of the gather set"),
         }
     }
 }
@@ -72,16 +88,99 @@ impl Skip {
             Skip::StaleBase { .. } => "stale",
             Skip::WrongSamples => "wrong_samples",
             Skip::Duplicate { .. } => "duplicate",
+            Skip::NotAgreed => "not_agreed",
+            Skip::Excluded => "excluded",
         }
     }
 }
 
-/// Who is tried for a window, in order, and when its put window was.
+/// A payload fetch error that is retried like any storage error, except a timeout.
+struct NoRetryOnTimeout(FetchError);
+
+impl fmt::Display for NoRetryOnTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl crate::retry::Transient for NoRetryOnTimeout {
+    fn is_transient(&self) -> bool {
+        !matches!(self.0, FetchError::Storage(ferrum_common::StorageError::Timeout { .. }))
+            && crate::retry::Transient::is_transient(&self.0)
+    }
+}
+
+/// Who is tried for a window, in order, when its put window was, and who witnesses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowPlan {
     pub window: u64,
     pub put: PutWindow,
     pub candidates: Vec<Peer>,
+    /// The validators whose gather records decide the window (`agreement::witnesses`), with
+    /// their stake at the boundary; empty on a subnet without staked validators.
+    pub witnesses: Vec<Peer>,
+}
+
+impl WindowPlan {
+    /// The witnesses as the agreement rule takes them.
+    pub fn witness_stakes(&self) -> Vec<Witness> {
+        agreement::witnesses(&self.witnesses)
+    }
+
+    /// The candidates' uids in gather order.
+    pub fn order(&self) -> Vec<u16> {
+        self.candidates.iter().map(|p| p.uid).collect()
+    }
+
+    /// The candidate at `uid`.
+    pub fn candidate(&self, uid: u16) -> Option<&Peer> {
+        self.candidates.iter().find(|p| p.uid == uid)
+    }
+}
+
+/// How a node's result for a window relates to the validators' agreed set (§16).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Agreement {
+    /// No staked validator witnesses the window: the node's own gather stands.
+    Unwitnessed,
+    /// The records read in time left the set open; the node keeps its own and decides later.
+    Undecided,
+    /// The agreed set is the node's own.
+    Confirmed,
+    /// The agreed set differed: the window was re-applied from its base with it.
+    Repaired { fetched: usize },
+    /// The agreed set differed and could not be rebuilt (a payload could be had from nowhere).
+    Unrepairable(String),
+}
+
+/// A payload read from a candidate's bucket that passed the checks needing no model.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub info: ObjectInfo,
+    pub payload: Payload,
+    pub bytes: bytes::Bytes,
+}
+
+/// Everything a node's own gather of a window found, kept until the window is settled: enough
+/// to re-apply the window with another set without asking a miner's server again.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    pub window: u64,
+    /// The window's base model (kept only when validators witness the window).
+    pub base: Option<Arc<MasterModel>>,
+    /// Per candidate uid: what its bucket gave, or why nothing usable.
+    pub fetched: BTreeMap<u16, Result<Fetched, Skip>>,
+    /// What this node accepted, `(uid, content id)` in candidate order.
+    pub own: Vec<(u16, PayloadId)>,
+    /// Why the other candidates were not accepted.
+    pub skipped: Vec<(u16, Skip)>,
+}
+
+impl Gathered {
+    /// A verified payload with this content id, from this node's own reads.
+    pub fn payload(&self, uid: u16, id: &PayloadId) -> Option<&Fetched> {
+        self.fetched.get(&uid)?.as_ref().ok().filter(|f| f.payload.hash == *id)
+    }
 }
 
 /// What applying a window did.
@@ -97,6 +196,9 @@ pub struct Applied {
     pub fingerprint: Fingerprint,
     /// Payload bytes downloaded.
     pub bytes: u64,
+    pub agreement: Agreement,
+    /// Seconds spent settling the window on the agreed set (reading records, re-applying).
+    pub settle_secs: f64,
 }
 
 /// What a node needs to gather and apply windows.
@@ -111,7 +213,33 @@ pub struct Sync {
     pub schedule: WindowSchedule,
     /// Threads for aggregation and the outer step.
     pub threads: usize,
+    access: PeerAccess,
     stores: Mutex<HashMap<String, Store>>,
+}
+
+/// A harness's wrapper around a peer's bucket, given its URL.
+pub type StoreHook = Arc<dyn Fn(&str, Store) -> Store + Send + std::marker::Sync>;
+
+/// How a node opens peers' buckets.
+#[derive(Clone, Default)]
+pub struct PeerAccess {
+    /// Which bucket URLs it follows.
+    pub policy: PeerUrlPolicy,
+    /// The node's own bucket URL: a peer's bucket at the same S3 endpoint is read with the
+    /// node's credentials, any other without.
+    pub own_bucket: Option<String>,
+    /// The devnet's misbehaving servers; `None` in production.
+    pub hook: Option<StoreHook>,
+}
+
+impl std::fmt::Debug for PeerAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerAccess")
+            .field("policy", &self.policy)
+            .field("own_bucket", &self.own_bucket)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
 }
 
 impl Sync {
@@ -128,6 +256,7 @@ impl Sync {
             dataset,
             dataset_samples,
             threads: threads.max(1),
+            access: PeerAccess::default(),
             stores: Mutex::new(HashMap::new()),
         }
     }
@@ -150,7 +279,9 @@ impl Sync {
             reserve_peers: tiers.reserve_peers as usize,
             burn_uid: self.config.weights.burn_uid,
         };
-        Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules) })
+        let witnesses = agreement::witnesses(&peers);
+        let witnesses = peers.iter().filter(|p| witnesses.iter().any(|w| w.uid == p.uid)).cloned().collect();
+        Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules), witnesses })
     }
 
     /// Every registered neuron at `window`'s boundary with its bucket (if committed by then),
@@ -169,27 +300,71 @@ impl Sync {
                 .and_then(|c| gather::parse_commitment(&c.data));
             let validator = bucket.as_ref().is_some_and(|(_, v)| *v);
             let bucket = bucket.map(|(url, _)| url);
-            peers.push(Peer { uid: n.uid, hotkey: n.hotkey, incentive: n.incentive, bucket, validator });
+            peers.push(Peer {
+                uid: n.uid,
+                hotkey: n.hotkey,
+                incentive: n.incentive,
+                bucket,
+                validator,
+                stake: n.stake,
+                validator_permit: n.validator_permit,
+            });
         }
         Ok((peers, boundary_hash))
     }
 
-    fn store(&self, url: &str) -> Result<Store, String> {
+    /// How this node opens peers' buckets.
+    pub fn with_access(mut self, access: PeerAccess) -> Sync {
+        self.access = access;
+        self
+    }
+
+    /// A peer's bucket, opened as the URL policy allows: read-only, and with this node's S3
+    /// credentials only at the endpoint of its own bucket (one the operator configured).
+    pub fn peer_store(&self, peer: &Peer) -> Result<Store, String> {
+        let url = peer.bucket.as_deref().ok_or("no bucket committed")?;
         let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = stores.get(url) {
             return Ok(s.clone());
         }
-        let s = Store::open(url, &self.config.storage).map_err(|e| e.to_string())?;
-        stores.insert(url.to_string(), s.clone());
-        Ok(s)
+        let location = Location::parse(url).map_err(|e| e.to_string())?;
+        self.access.policy.check(&location).map_err(|e| {
+            tracing::warn!(uid = peer.uid, url, reason = %e, "a peer's bucket URL is refused");
+            format!("bucket URL refused: {e}")
+        })?;
+        if let Location::Local { root } = &location
+            && !root.is_dir()
+        {
+            return Err(format!("no folder at {}", root.display()));
+        }
+        let limits = StorageLimits::from(&self.config.storage);
+        let own_endpoint = |l: &Location| match l {
+            Location::S3 { endpoint, .. } => Some(endpoint.clone()),
+            Location::Local { .. } => None,
+        };
+        let configured = self.access.own_bucket.as_deref().and_then(|u| Location::parse(u).ok());
+        let trusted = matches!(
+            (own_endpoint(&location), configured.as_ref().and_then(own_endpoint)),
+            (Some(a), Some(b)) if a == b
+        );
+        let store =
+            if trusted { Store::open_location(&location, limits) } else { Store::open_anonymous(&location, limits) }
+                .map_err(|e| e.to_string())?;
+        let store = match &self.access.hook {
+            Some(hook) => hook(url, store),
+            None => store,
+        };
+        stores.insert(url.to_string(), store.clone());
+        Ok(store)
     }
 
-    /// Fetches and checks one candidate's payload for `plan.window` against the base model.
     /// Fetches one peer's payload for `window` and checks what needs no model: size, signature,
     /// header, body, and the upload time against the put window.
-    pub async fn fetch(&self, peer: &Peer, window: u64, put: &PutWindow) -> Result<(ObjectInfo, Payload), Skip> {
-        let Some(url) = &peer.bucket else { return Err(Skip::Missing) };
-        let store = self.store(url).map_err(Skip::Unreachable)?;
+    pub async fn fetch(&self, peer: &Peer, window: u64, put: &PutWindow) -> Result<Fetched, Skip> {
+        if peer.bucket.is_none() {
+            return Err(Skip::Missing);
+        }
+        let store = self.peer_store(peer).map_err(Skip::Unreachable)?;
         let key = self.namespace.payload(window, peer.uid, &peer.hotkey);
         let expect = Expectation {
             netuid: self.netuid,
@@ -199,81 +374,128 @@ impl Sync {
             config_hash: &self.config_hash,
         };
         // A reader-side outage must not make this node skip what the others accept: transient
-        // storage errors are retried before the payload counts as unreachable.
+        // storage errors are retried before the payload counts as unreachable. A timeout is
+        // not: a server that stalls a reader past its timeout had its chance, and retrying
+        // would multiply the stall while the window's training time runs.
         let quick = Backoff { first: Duration::from_millis(250), max: Duration::from_secs(4), attempts: 4 };
-        let fetched = retry("payload fetch", quick, || payload::fetch(&store, &key, &self.layout, &expect)).await;
-        let (info, p) = fetched.map_err(|e| match e {
+        let fetched = retry("payload fetch", quick, || async {
+            payload::fetch(&store, &key, &self.layout, &expect).await.map_err(NoRetryOnTimeout)
+        })
+        .await
+        .map_err(|e| e.0);
+        let (info, payload, bytes) = fetched.map_err(|e| match e {
             FetchError::Storage(s) if s.is_not_found() => Skip::Missing,
             FetchError::Storage(s) => Skip::Unreachable(s.to_string()),
             FetchError::Rejected(r) => Skip::Invalid(r),
         })?;
         match put.classify(info.last_modified_ms) {
-            Freshness::OnTime => Ok((info, p)),
+            Freshness::OnTime => Ok(Fetched { info, payload, bytes }),
             Freshness::TooEarly { by_ms } => Err(Skip::TooEarly { by_ms }),
             Freshness::TooLate { by_ms } => Err(Skip::TooLate { by_ms }),
         }
     }
 
-    /// [`fetch`](Self::fetch), then the checks that need this window's base model: the payload
-    /// was trained from it, on the samples the uid was assigned.
-    async fn check(
-        &self,
-        peer: &Peer,
-        plan: &WindowPlan,
-        base: &Fingerprint,
-    ) -> Result<(u64, Vec<EncodedTensor>), Skip> {
-        let (info, p) = self.fetch(peer, plan.window, &plan.put).await?;
+    /// The checks that need this window's base model: the payload was trained from it, on the
+    /// samples the uid was assigned.
+    fn check(&self, peer: &Peer, window: u64, base: &Fingerprint, p: &Payload) -> Result<(), Skip> {
         if p.header.base_fingerprint != base.0 {
             return Err(Skip::StaleBase { claimed: Fingerprint(p.header.base_fingerprint) });
         }
-        if p.header.samples_digest != samples_digest(&self.assigned(plan.window, peer.uid, &peer.hotkey)) {
+        if p.header.samples_digest != samples_digest(&self.assigned(window, peer.uid, &peer.hotkey)) {
             return Err(Skip::WrongSamples);
         }
-        Ok((info.size, p.tensors))
+        Ok(())
     }
 
-    /// Gathers the plan's payloads, aggregates the accepted ones and applies the outer step to
-    /// `model` (the window's base). With nothing accepted the model is left as it is.
-    pub async fn apply(&self, model: &mut MasterModel, plan: &WindowPlan) -> Applied {
-        let base = model.fingerprint();
+    /// Gathers the plan's payloads, aggregates the ones this node accepts and applies the outer
+    /// step to `model` (the window's base). With nothing accepted the model is left as it is.
+    /// Returns what it did and what it read, to settle the window against the validators'
+    /// records ([`settle`](Self::settle)).
+    pub async fn apply(&self, model: &mut MasterModel, plan: &WindowPlan) -> (Applied, Gathered) {
+        self.apply_excluding(model, plan, &[]).await
+    }
+
+    /// [`apply`](Self::apply), leaving out `excluded` uids (a validator's Gauntlet exclusions:
+    /// reserves take their places, and its record does not name them).
+    pub async fn apply_excluding(
+        &self,
+        model: &mut MasterModel,
+        plan: &WindowPlan,
+        excluded: &[u16],
+    ) -> (Applied, Gathered) {
+        let base_fp = model.fingerprint();
+        let base = (!plan.witnesses.is_empty()).then(|| Arc::new(model.clone()));
         let gather_peers = self.config.weights.tiers.gather_peers as usize;
         // Collected first: a stream over a borrowing closure is not `Send` for every lifetime,
         // and nodes run this inside spawned tasks.
-        let checks: Vec<_> = plan.candidates.iter().map(|p| self.check(p, plan, &base)).collect();
-        let results: Vec<Result<(u64, Vec<EncodedTensor>), Skip>> =
-            futures::stream::iter(checks).buffered(FETCH_CONCURRENCY).collect().await;
-        let mut payloads: Vec<Option<(u64, Vec<EncodedTensor>)>> = Vec::with_capacity(results.len());
+        let fetches: Vec<_> = plan.candidates.iter().map(|p| self.fetch(p, plan.window, &plan.put)).collect();
+        let results: Vec<Result<Fetched, Skip>> =
+            futures::stream::iter(fetches).buffered(FETCH_CONCURRENCY).collect().await;
         let mut verdicts = Vec::with_capacity(results.len());
-        for (r, peer) in results.into_iter().zip(&plan.candidates) {
-            // Equal updates differ at their first indices, so this scan is cheap.
-            let earlier = payloads
-                .iter()
-                .zip(&plan.candidates)
-                .find(|(q, _)| matches!((q, &r), (Some((_, a)), Ok((_, b))) if a == b));
-            if let Some((_, first)) = earlier {
-                payloads.push(None);
-                verdicts.push(Verdict::Rejected(Skip::Duplicate { of: first.uid }));
-                tracing::info!(window = plan.window, miner = peer.uid, of = first.uid, "duplicate update skipped");
-                continue;
-            }
-            match r {
-                Ok(p) => {
-                    payloads.push(Some(p));
-                    verdicts.push(Verdict::Accepted);
-                }
-                Err(skip) => {
-                    payloads.push(None);
-                    verdicts.push(Verdict::Rejected(skip));
-                }
-            }
+        for (i, (r, peer)) in results.iter().zip(&plan.candidates).enumerate() {
+            let verdict = match r {
+                _ if excluded.contains(&peer.uid) => Verdict::Rejected(Skip::Excluded),
+                Err(skip) => Verdict::Rejected(skip.clone()),
+                Ok(f) => match self.check(peer, plan.window, &base_fp, &f.payload) {
+                    Err(skip) => Verdict::Rejected(skip),
+                    Ok(()) => {
+                        // Equal updates differ at their first indices, so this scan is cheap.
+                        let earlier = results[..i].iter().zip(&plan.candidates).zip(&verdicts).find(|((q, _), v)| {
+                            matches!(v, Verdict::Accepted)
+                                && q.as_ref().is_ok_and(|q: &Fetched| q.payload.tensors == f.payload.tensors)
+                        });
+                        match earlier {
+                            Some(((_, first), _)) => {
+                                tracing::info!(
+                                    window = plan.window,
+                                    miner = peer.uid,
+                                    of = first.uid,
+                                    "duplicate update skipped"
+                                );
+                                Verdict::Rejected(Skip::Duplicate { of: first.uid })
+                            }
+                            None => Verdict::Accepted,
+                        }
+                    }
+                },
+            };
+            verdicts.push(verdict);
         }
         let (positions, skipped) = gather::select(&plan.candidates, verdicts, gather_peers);
-        let mut peers: Vec<(u16, &[EncodedTensor])> = Vec::with_capacity(positions.len());
+        let fetched: BTreeMap<u16, Result<Fetched, Skip>> =
+            plan.candidates.iter().map(|p| p.uid).zip(results).collect();
+        let own: Vec<(u16, PayloadId)> = positions
+            .iter()
+            .filter_map(|&i| {
+                let uid = plan.candidates[i].uid;
+                fetched.get(&uid).and_then(|r| r.as_ref().ok()).map(|f| (uid, f.payload.hash))
+            })
+            .collect();
+        let gathered = Gathered { window: plan.window, base, fetched, own, skipped };
+        let applied = self.aggregate(model, plan, &gathered, &gathered.own, &[], Agreement::Unwitnessed);
+        (applied, gathered)
+    }
+
+    /// Aggregates `entries` (payloads from `gathered`, or from `extra` when this node did not
+    /// have them) and applies the outer step to `model`.
+    pub(crate) fn aggregate(
+        &self,
+        model: &mut MasterModel,
+        plan: &WindowPlan,
+        gathered: &Gathered,
+        entries: &[(u16, PayloadId)],
+        extra: &[Fetched],
+        agreement: Agreement,
+    ) -> Applied {
+        let mut peers: Vec<(u16, &[EncodedTensor])> = Vec::with_capacity(entries.len());
         let mut bytes = 0;
-        for &i in &positions {
-            if let Some((size, tensors)) = &payloads[i] {
-                bytes += size;
-                peers.push((plan.candidates[i].uid, tensors.as_slice()));
+        for (uid, id) in entries {
+            let found = gathered
+                .payload(*uid, id)
+                .or_else(|| extra.iter().find(|f| f.payload.header.uid == *uid && f.payload.hash == *id));
+            if let Some(f) = found {
+                bytes += f.info.size;
+                peers.push((*uid, f.payload.tensors.as_slice()));
             }
         }
         let mut failed_tensors = Vec::new();
@@ -285,123 +507,31 @@ impl Sync {
                 Err(e) => tracing::warn!(window = plan.window, error = %e, "nothing aggregated"),
             }
         }
+        let accepted: Vec<u16> = peers.iter().map(|(uid, _)| *uid).collect();
+        // Every candidate not aggregated, with this node's own reason, or "not agreed" for one
+        // it accepted itself.
+        let skipped = plan
+            .candidates
+            .iter()
+            .filter(|p| !accepted.contains(&p.uid))
+            .filter_map(|p| {
+                let own = gathered.skipped.iter().find(|(u, _)| *u == p.uid).map(|(_, s)| s.clone());
+                match own {
+                    Some(s) => Some((p.uid, s)),
+                    None if gathered.own.iter().any(|(u, _)| *u == p.uid) => Some((p.uid, Skip::NotAgreed)),
+                    None => None,
+                }
+            })
+            .collect();
         Applied {
             window: plan.window,
-            accepted: peers.iter().map(|(uid, _)| *uid).collect(),
+            accepted,
             skipped,
             failed_tensors,
             fingerprint: model.fingerprint(),
             bytes,
+            agreement,
+            settle_secs: 0.0,
         }
-    }
-}
-
-impl Sync {
-    /// The newest checkpoint any validator has published (verified in full), to start a node
-    /// that has no state of its own from; `None` when there is none, or none loads.
-    pub async fn newest_checkpoint(
-        &self,
-        chain: &impl Chain,
-    ) -> Option<(MasterModel, ferrum_common::checkpoint::CheckpointManifest)> {
-        let head = chain.best_block().await.ok()?.number;
-        // The last window whose boundary block exists.
-        let window = self.schedule.window_of(head).checked_sub(1)?;
-        let (peers, _) = self.peers(chain, window).await.ok()?;
-        let mut found: Vec<(u64, Store)> = Vec::new();
-        for p in peers.iter().filter(|p| p.validator) {
-            let Some(url) = &p.bucket else { continue };
-            let Ok(store) = self.store(url) else { continue };
-            if let Ok(Some(w)) = ferrum_common::checkpoint::latest(&store, &self.namespace).await {
-                found.push((w, store));
-            }
-        }
-        found.sort_by_key(|f| std::cmp::Reverse(f.0));
-        for (w, store) in found {
-            match ferrum_common::checkpoint::load(&store, &self.namespace, &self.config, w).await {
-                Ok(loaded) => return Some(loaded),
-                Err(e) => tracing::warn!(window = w, store = store.location(), error = %e, "checkpoint refused"),
-            }
-        }
-        None
-    }
-}
-
-/// Largest gather record read.
-const RECORD_CAP: u64 = 1 << 20;
-
-impl Sync {
-    /// A validator's signed gather record of `window` that checks out (signature, netuid,
-    /// window, config, and the signer is the validator whose bucket holds it), from the first
-    /// validator in uid order that has one.
-    pub async fn gather_record(&self, chain: &impl Chain, window: u64) -> Option<GatherRecord> {
-        let (peers, _) = self.peers(chain, window).await.ok()?;
-        for p in peers.iter().filter(|p| p.validator) {
-            let Some(url) = &p.bucket else { continue };
-            let Ok(store) = self.store(url) else { continue };
-            let Ok(bytes) = store.get(&self.namespace.gather_record(window, &p.hotkey), Some(RECORD_CAP)).await else {
-                continue;
-            };
-            let Ok(record) = serde_json::from_slice::<GatherRecord>(&bytes) else { continue };
-            let ours = record.netuid == self.netuid
-                && record.window == window
-                && record.config_hash == self.config_hash.to_string()
-                && record.validator == p.hotkey.to_ss58();
-            if ours && record.verify() {
-                return Some(record);
-            }
-            tracing::warn!(
-                window,
-                validator = p.uid,
-                "gather record refused: not signed by its validator or not for this window"
-            );
-        }
-        None
-    }
-}
-
-impl WindowPlan {
-    /// The plan narrowed to what a validator's record says was aggregated, in its order: a
-    /// node replaying a window it did not see live takes the record's set rather than judge
-    /// freshness long after the fact.
-    pub fn following(&self, record: &GatherRecord) -> WindowPlan {
-        let candidates =
-            record.accepted.iter().filter_map(|uid| self.candidates.iter().find(|p| p.uid == *uid).cloned()).collect();
-        WindowPlan { window: self.window, put: self.put, candidates }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ferrum_common::Hotkey;
-
-    #[test]
-    fn following_a_record_keeps_its_uids_in_its_order() {
-        let peer = |uid: u16| Peer {
-            uid,
-            hotkey: Hotkey([uid as u8; 32]),
-            incentive: 0,
-            bucket: Some(format!("/b/{uid}")),
-            validator: false,
-        };
-        let plan = WindowPlan {
-            window: 4,
-            put: PutWindow { opens_ms: 1, closes_ms: 2 },
-            candidates: vec![peer(5), peer(3), peer(8)],
-        };
-        let record = GatherRecord {
-            netuid: 1,
-            window: 4,
-            config_hash: String::new(),
-            validator: String::new(),
-            base_fingerprint: String::new(),
-            accepted: vec![8, 5, 9],
-            skipped: Vec::new(),
-            fingerprint: String::new(),
-            signature: String::new(),
-        };
-        let followed = plan.following(&record);
-        assert_eq!(followed.candidates.iter().map(|p| p.uid).collect::<Vec<_>>(), vec![8, 5], "9 is not a peer here");
-        assert_eq!((followed.window, followed.put), (plan.window, plan.put));
     }
 }

@@ -228,14 +228,22 @@ async fn load_tensors(
 #[cfg(feature = "io")]
 /// The newest window with a complete checkpoint (one whose manifest exists).
 pub async fn latest(store: &Store, ns: &Namespace) -> Result<Option<u64>, CheckpointError> {
+    Ok(windows(store, ns).await?.first().copied())
+}
+
+/// The windows of every complete checkpoint in a store, newest first.
+pub async fn windows(store: &Store, ns: &Namespace) -> Result<Vec<u64>, CheckpointError> {
     let prefix = format!("{}/checkpoints", ns.as_str());
     let objects = store.list(&prefix).await?;
-    Ok(objects
+    let mut found: Vec<u64> = objects
         .iter()
         .filter_map(|o| o.key.strip_suffix("/manifest.json"))
         .filter_map(|k| k.rsplit('/').next())
         .filter_map(|w| w.parse::<u64>().ok())
-        .max())
+        .collect();
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    found.dedup();
+    Ok(found)
 }
 
 pub mod hf;

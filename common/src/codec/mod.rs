@@ -155,6 +155,27 @@ impl EncodedTensor {
             Values::Raw(v) => v[j],
         }
     }
+
+    /// L2 norm of the transmitted values, summed in index order in f64 (the norm §7.4 clips
+    /// by; a DCT is orthonormal, so it is also the decoded tensor's).
+    pub fn norm(&self) -> f64 {
+        (0..self.indices.len()).map(|j| f64::from(self.value(j)).powi(2)).sum::<f64>().sqrt()
+    }
+
+    /// The same update with every value multiplied by `f` (a quantized tensor scales its shift
+    /// and table, so its codes stay).
+    pub fn scaled(&self, f: f32) -> EncodedTensor {
+        let values = match &self.values {
+            Values::Quantized(q) => Values::Quantized(quant::Quantized {
+                shift: q.shift * f,
+                scale: q.scale * f,
+                table: q.table.iter().map(|v| v * f).collect(),
+                codes: q.codes.clone(),
+            }),
+            Values::Raw(v) => Values::Raw(v.iter().map(|x| x * f).collect()),
+        };
+        EncodedTensor { indices: self.indices.clone(), values }
+    }
 }
 
 /// Per-thread buffers for one block at a time, and the DCT bases.

@@ -59,6 +59,9 @@ pub struct PayloadHeader {
 pub struct Payload {
     pub header: PayloadHeader,
     pub tensors: Vec<EncodedTensor>,
+    /// The payload's content id: BLAKE3 of header and body, as stored in it (the signature,
+    /// which sr25519 randomizes, is not part of it). Gather records name payloads by it.
+    pub hash: [u8; 32],
 }
 
 /// Byte layout of valid payloads under one config.
@@ -212,14 +215,14 @@ impl From<Rejection> for FetchError {
 }
 
 #[cfg(feature = "io")]
-/// Fetches and verifies a payload. An object of any size but the exact one a valid payload has
-/// is rejected on its HEAD, without downloading it.
+/// Fetches and verifies a payload, returning its bytes too (validators mirror them). An object
+/// of any size but the exact one a valid payload has is refused before its body is read.
 pub async fn fetch(
     store: &Store,
     key: &str,
     layout: &PayloadLayout,
     expect: &Expectation<'_>,
-) -> Result<(ObjectInfo, Payload), FetchError> {
+) -> Result<(ObjectInfo, Payload, bytes::Bytes), FetchError> {
     let (info, bytes) = store.get_exact(key, layout.size() as u64).await.map_err(|e| match e {
         StorageError::WrongSize { size, expected, .. } => {
             FetchError::Rejected(Rejection::Size { expected: expected as usize, got: size })
@@ -227,7 +230,7 @@ pub async fn fetch(
         other => FetchError::Storage(other),
     })?;
     let payload = parse(&bytes, layout, expect)?;
-    Ok((info, payload))
+    Ok((info, payload, bytes))
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ pub fn parse(bytes: &[u8], layout: &PayloadLayout, expect: &Expectation<'_>) -> 
         return Err(Rejection::Signature);
     }
     let tensors = parse_body(bytes, layout)?;
-    Ok(Payload { header, tensors })
+    Ok(Payload { header, tensors, hash: array32(bytes, body_end) })
 }
 
 /// Parses the structure without checking identity, hash or signature: for tools and fuzzing
@@ -115,7 +115,7 @@ pub fn parse(bytes: &[u8], layout: &PayloadLayout, expect: &Expectation<'_>) -> 
 pub fn parse_unverified(bytes: &[u8], layout: &PayloadLayout) -> Result<Payload, Rejection> {
     let header = parse_header(bytes, layout)?;
     let tensors = parse_body(bytes, layout)?;
-    Ok(Payload { header, tensors })
+    Ok(Payload { header, tensors, hash: array32(bytes, bytes.len() - TRAILER_LEN) })
 }
 
 fn parse_header(b: &[u8], layout: &PayloadLayout) -> Result<PayloadHeader, Rejection> {

@@ -277,7 +277,7 @@ async fn fetch_refuses_a_wrong_size_before_downloading() {
     let (_, layout, header) = setup(Some(2));
     let good = build(&header, &tensors(&layout, 0.4), &layout, &key("//Bob")).expect("build");
     store.put("p", good.clone().into()).await.expect("put");
-    let (info, p) = fetch(&store, "p", &layout, &expect(&header)).await.expect("fetch");
+    let (info, p, _) = fetch(&store, "p", &layout, &expect(&header)).await.expect("fetch");
     assert_eq!(info.size as usize, layout.size());
     assert_eq!(p.header.uid, 7);
     store.put("big", vec![0u8; layout.size() + 1].into()).await.expect("put");

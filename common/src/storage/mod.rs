@@ -2,8 +2,8 @@
 //! S3-compatible endpoint, chosen by URL.
 //!
 //! Every operation is bounded by a timeout; S3 requests are retried with exponential backoff by
-//! the client; downloads check a size cap against HEAD before any byte is fetched, and again
-//! while streaming in case the object changed in between. Credentials come from the environment
+//! the client; downloads take size and `LastModified` from the GET response itself, check a
+//! size cap before reading the body, and again while streaming. Credentials come from the environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
 //! `AWS_ENDPOINT_URL`) and never appear in a location, log line or error.
 
@@ -168,11 +168,35 @@ impl Store {
         limits: StorageLimits,
         credentials: Option<&S3Credentials>,
     ) -> Result<Store, StorageError> {
+        Self::open_inner(location, limits, credentials, false)
+    }
+
+    /// Opens a location without any credentials: requests are unsigned, and neither the
+    /// environment's keys nor a cloud metadata service are consulted (a peer's bucket at an
+    /// endpoint the operator did not configure must get none of the node's secrets).
+    pub fn open_anonymous(location: &Location, limits: StorageLimits) -> Result<Store, StorageError> {
+        Self::open_inner(location, limits, None, true)
+    }
+
+    /// The same store seen through `wrap` (a test harness's misbehaving server).
+    pub fn wrapped(&self, wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Store {
+        Store { inner: wrap(self.inner.clone()), ..self.clone() }
+    }
+
+    fn open_inner(
+        location: &Location,
+        limits: StorageLimits,
+        credentials: Option<&S3Credentials>,
+        anonymous: bool,
+    ) -> Result<Store, StorageError> {
         let shown = location.to_string();
         let open_err = |reason: String| StorageError::Open { store: shown.clone(), reason };
         let (inner, prefix): (Arc<dyn ObjectStore>, String) = match location {
             Location::Local { root } => {
-                std::fs::create_dir_all(root).map_err(|e| open_err(e.to_string()))?;
+                // A peer's folder is only read: nothing is created where a peer points.
+                if !anonymous {
+                    std::fs::create_dir_all(root).map_err(|e| open_err(e.to_string()))?;
+                }
                 let fs = LocalFileSystem::new_with_prefix(root).map_err(|e| open_err(e.to_string()))?;
                 (Arc::new(fs), String::new())
             }
@@ -190,8 +214,12 @@ impl Store {
                     max_retries: limits.max_retries as usize,
                     retry_timeout: limits.timeout,
                 };
-                let mut b =
-                    AmazonS3Builder::from_env().with_client_options(client).with_retry(retry).with_bucket_name(bucket);
+                let builder = if anonymous {
+                    AmazonS3Builder::new().with_skip_signature(true)
+                } else {
+                    AmazonS3Builder::from_env()
+                };
+                let mut b = builder.with_client_options(client).with_retry(retry).with_bucket_name(bucket);
                 if let Some(e) = endpoint {
                     b = b.with_endpoint(e);
                 }
@@ -348,34 +376,34 @@ impl Store {
         self.download(key, cap, None).await.map(|(_, bytes)| bytes)
     }
 
-    /// Downloads an object that must be exactly `size` bytes: one HEAD decides, and an object of
-    /// any other size is refused before a byte of it is fetched.
+    /// Downloads an object that must be exactly `size` bytes: the GET response's own size
+    /// decides, and an object of any other size is refused before its body is read.
     pub async fn get_exact(&self, key: &str, size: u64) -> Result<(ObjectInfo, Bytes), StorageError> {
         self.download(key, size, Some(size)).await
     }
 
-    /// HEAD, then the size rules, then a streamed GET that stops at `cap` in case the object
-    /// changed between the two requests.
+    /// One GET whose own response gives the size and `LastModified`, then the size rules, then
+    /// the body streamed up to `cap`. The metadata and the bytes come from the same response, so
+    /// a node judges the bytes it read: an object overwritten between a HEAD and a later GET can
+    /// no longer pair the old object's time with the new object's bytes.
     async fn download(&self, key: &str, cap: u64, exact: Option<u64>) -> Result<(ObjectInfo, Bytes), StorageError> {
         let path = self.path(key)?;
         let too_large = |size| StorageError::TooLarge { key: key.to_string(), store: self.shown.clone(), size, cap };
+        let wrong_size = |size| StorageError::WrongSize {
+            key: key.to_string(),
+            store: self.shown.clone(),
+            size,
+            expected: exact.unwrap_or(cap),
+        };
         self.bounded("get", key, async {
-            let meta = self.inner.head(&path).await.map_err(|e| self.backend("get", key, e))?;
-            if let Some(expected) = exact
-                && meta.size != expected
-            {
-                return Err(StorageError::WrongSize {
-                    key: key.to_string(),
-                    store: self.shown.clone(),
-                    size: meta.size,
-                    expected,
-                });
-            }
-            if meta.size > cap {
-                return Err(too_large(meta.size));
-            }
-            let info = self.info(meta);
             let res = self.inner.get(&path).await.map_err(|e| self.backend("get", key, e))?;
+            let info = self.info(res.meta.clone());
+            if exact.is_some_and(|e| info.size != e) {
+                return Err(wrong_size(info.size));
+            }
+            if info.size > cap {
+                return Err(too_large(info.size));
+            }
             let mut stream = res.into_stream();
             let mut buf = BytesMut::with_capacity(info.size as usize);
             while let Some(chunk) = stream.next().await {
@@ -385,13 +413,9 @@ impl Store {
                 }
                 buf.extend_from_slice(&chunk);
             }
-            if exact.is_some_and(|e| buf.len() as u64 != e) {
-                return Err(StorageError::WrongSize {
-                    key: key.to_string(),
-                    store: self.shown.clone(),
-                    size: buf.len() as u64,
-                    expected: cap,
-                });
+            // A body that disagrees with its own response's size is refused too.
+            if buf.len() as u64 != info.size {
+                return Err(wrong_size(buf.len() as u64));
             }
             Ok((info, buf.freeze()))
         })

@@ -24,6 +24,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub mod hostile;
+
+use hostile::{Attack, Hostile};
+
 /// The devnet's subnet id.
 pub const NETUID: u16 = 1;
 /// How long the conductor waits for a node before producing the next block anyway.
@@ -58,7 +62,13 @@ pub struct DevnetOptions {
     pub timelocked_commits: bool,
     /// Prepared training and held-out datasets (folders) to use instead of generated ones.
     pub datasets: Option<(PathBuf, PathBuf)>,
+    /// Faults that are nobody's fault (`FAULTS`).
+    pub faults: Vec<String>,
 }
+
+/// Names accepted by `--faults`: `flaky-link`, the first honest miner cannot reach the second
+/// honest miner's bucket in the run's second window.
+pub const FAULTS: [&str; 1] = ["flaky-link"];
 
 impl Default for DevnetOptions {
     fn default() -> Self {
@@ -77,6 +87,7 @@ impl Default for DevnetOptions {
             commit_reveal: false,
             timelocked_commits: false,
             datasets: None,
+            faults: Vec::new(),
         }
     }
 }
@@ -97,6 +108,11 @@ pub struct WindowSummary {
     pub skipped: BTreeMap<u16, String>,
     /// Payload bytes uploaded in the window, all miners together.
     pub bytes_uploaded: u64,
+    /// uid → how its result relates to the validators' agreed set (`confirmed`, `repaired`,
+    /// `undecided`, `unwitnessed`, `unrepairable: …`).
+    pub agreement: BTreeMap<u16, String>,
+    /// The longest any node spent settling the window (reading records, re-applying), s.
+    pub agreement_secs: f64,
     pub seconds: f64,
 }
 
@@ -174,6 +190,12 @@ pub struct Devnet {
     scored: BTreeMap<u16, Arc<WindowReport>>,
     /// validator uid → its latest weights on chain.
     weights: BTreeMap<u16, BTreeMap<u16, f64>>,
+    /// Bucket URL → the attack its server makes, and what it has served once already.
+    attacks: HashMap<String, (Attack, hostile::Served)>,
+    /// The flaky link: (reader uid, bucket URL) and the window it fails in (set by `run`).
+    flaky: Option<(u16, String)>,
+    flaky_window: Arc<std::sync::atomic::AtomicU64>,
+    record_wait: Duration,
 }
 
 impl Devnet {
@@ -204,6 +226,12 @@ impl Devnet {
         config.data.dataset_id = Some(dataset.id().to_string());
         config.storage.dataset_url = std::fs::canonicalize(&train_dir)?.display().to_string();
         config.storage.url = nodes.display().to_string();
+        if opts.adversaries.iter().any(|a| a == "slow") {
+            // A slow server must outlast readers' timeouts; with the presets' two minutes (and
+            // retries) a devnet window would take ten.
+            config.storage.timeout_secs = 2;
+            config.storage.connect_timeout_secs = config.storage.connect_timeout_secs.min(2);
+        }
         if let Err(errors) = config.validate() {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
             bail!("devnet config is not valid: {}", list.join("; "));
@@ -249,6 +277,10 @@ impl Devnet {
             uploaded: BTreeMap::new(),
             scored: BTreeMap::new(),
             weights: BTreeMap::new(),
+            attacks: HashMap::new(),
+            flaky: None,
+            flaky_window: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            record_wait: Duration::from_secs(30),
         };
         let mut roles: Vec<Role> = (0..opts.miners).map(|_| Role::Miner(Behaviour::Honest)).collect();
         for name in &opts.adversaries {
@@ -281,11 +313,39 @@ impl Devnet {
                 *v = real.clone();
             }
         }
+        let slow = Duration::from_secs(devnet.config.storage.timeout_secs + 1);
+        for slot in devnet.miners.values() {
+            let attack = match &slot.role {
+                Role::Miner(Behaviour::LateOverwrite | Behaviour::LateGarbage) => Attack::Overwrite,
+                Role::Miner(Behaviour::Equivocate) => Attack::Equivocate,
+                Role::Miner(Behaviour::Selective) => Attack::Selective,
+                Role::Miner(Behaviour::Slow) => Attack::Slow { delay: slow },
+                Role::Miner(Behaviour::Vanish) => Attack::Vanish,
+                _ => continue,
+            };
+            devnet.attacks.insert(slot.dir.join("bucket").display().to_string(), (attack, Default::default()));
+        }
+        for fault in &opts.faults {
+            if fault != "flaky-link" {
+                bail!("unknown fault `{fault}`: use any of {}", FAULTS.join(", "));
+            }
+            let honest: Vec<(u16, String)> = devnet
+                .miners
+                .iter()
+                .filter(|(_, s)| s.role == Role::Miner(Behaviour::Honest))
+                .map(|(u, s)| (*u, s.dir.join("bucket").display().to_string()))
+                .collect();
+            let [(reader, _), (_, bucket), ..] = honest.as_slice() else {
+                bail!("the flaky-link fault needs at least two honest miners");
+            };
+            devnet.flaky = Some((*reader, bucket.clone()));
+        }
         let uids: Vec<u16> = devnet.miners.keys().copied().collect();
         for uid in uids {
             devnet.start_miner(uid)?;
         }
         devnet.settle().await?;
+        devnet.chain.pool_extrinsics();
         Ok(devnet)
     }
 
@@ -351,6 +411,7 @@ impl Devnet {
 
     /// Starts (or restarts, from its state directory) miner `uid`.
     pub fn start_miner(&mut self, uid: u16) -> Result<()> {
+        let hook = self.hook(uid);
         let slot = self.miners.get_mut(&uid).with_context(|| format!("no miner {uid}"))?;
         let bucket = slot.dir.join("bucket");
         let store = Store::open_location(
@@ -371,6 +432,12 @@ impl Devnet {
             threads: self.threads,
             metrics: slot.metrics.clone(),
             events: Some(self.events_tx.clone()),
+            peers: ferrum_node::PeerAccess {
+                policy: ferrum_common::location::PeerUrlPolicy { allow_local: true, allow_private: true },
+                own_bucket: Some(bucket.display().to_string()),
+                hook: Some(hook),
+            },
+            record_wait: self.record_wait,
         };
         let task = match &slot.role {
             Role::Miner(behaviour) => {
@@ -388,6 +455,31 @@ impl Devnet {
         slot.stop = Some(stop);
         self.idle.remove(&uid);
         Ok(())
+    }
+
+    /// How node `reader` sees peers' buckets: the hostile ones through their attack, the flaky
+    /// link as down in its window, every other as it is.
+    fn hook(&self, reader: u16) -> ferrum_node::StoreHook {
+        let attacks = self.attacks.clone();
+        let flaky = self.flaky.clone().filter(|(r, _)| *r == reader).map(|(_, url)| url);
+        let flaky_window = self.flaky_window.clone();
+        Arc::new(move |url: &str, store: Store| {
+            if let Some((attack, read)) = attacks.get(url) {
+                let (attack, read) = (*attack, read.clone());
+                return store.wrapped(|inner| Arc::new(Hostile { inner, attack, reader, read }));
+            }
+            if flaky.as_deref() == Some(url) {
+                let window = flaky_window.load(std::sync::atomic::Ordering::Relaxed);
+                let attack = Attack::Unreachable { window };
+                return store.wrapped(|inner| Arc::new(Hostile { inner, attack, reader, read: Default::default() }));
+            }
+            store
+        })
+    }
+
+    /// Makes the flaky link (if any) fail in `window`.
+    pub fn set_flaky_window(&self, window: u64) {
+        self.flaky_window.store(window, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Kills miner `uid` where it stands: its task is aborted at its next await, so nothing
@@ -598,6 +690,8 @@ impl Devnet {
                 .map(|(a, _)| a.skipped.iter().map(|(u, s)| (*u, s.to_string())).collect())
                 .unwrap_or_default(),
             bytes_uploaded: self.uploaded.get(&window).copied().unwrap_or(0),
+            agreement: reports.iter().map(|(&u, (a, _))| (u, agreement_name(&a.agreement))).collect(),
+            agreement_secs: reports.values().map(|(a, _)| a.settle_secs).fold(0.0, f64::max),
             seconds,
         }
     }
@@ -630,6 +724,7 @@ pub async fn run(opts: &DevnetOptions, mut each: impl FnMut(&WindowSummary)) -> 
     let mut devnet = Devnet::start(opts).await?;
     let initial_loss = devnet.loss(&MasterModel::genesis(&devnet.config));
     let first = devnet.current_window().await? + 1;
+    devnet.set_flaky_window(first + 1);
     let mut windows = Vec::new();
     for w in first..first + opts.windows {
         let s = devnet.run_window(w).await?;
@@ -698,6 +793,17 @@ async fn block_timestamp(chain: &LocalChain, number: u64) -> Result<u64> {
         Some(Ok(b)) => Ok(b.timestamp_ms),
         Some(Err(e)) => Err(e.into()),
         None => bail!("block {number} is not available"),
+    }
+}
+
+fn agreement_name(a: &ferrum_node::Agreement) -> String {
+    use ferrum_node::Agreement;
+    match a {
+        Agreement::Unwitnessed => "unwitnessed".into(),
+        Agreement::Undecided => "undecided".into(),
+        Agreement::Confirmed => "confirmed".into(),
+        Agreement::Repaired { fetched } => format!("repaired ({fetched} fetched from mirrors)"),
+        Agreement::Unrepairable(e) => format!("unrepairable: {e}"),
     }
 }
 
