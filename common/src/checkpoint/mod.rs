@@ -231,6 +231,7 @@ pub async fn latest(store: &Store, ns: &Namespace) -> Result<Option<u64>, Checkp
     Ok(windows(store, ns).await?.first().copied())
 }
 
+#[cfg(feature = "io")]
 /// The windows of every complete checkpoint in a store, newest first.
 pub async fn windows(store: &Store, ns: &Namespace) -> Result<Vec<u64>, CheckpointError> {
     let prefix = format!("{}/checkpoints", ns.as_str());
