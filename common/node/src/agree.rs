@@ -23,8 +23,11 @@ use crate::sync::{Agreement, Applied, Fetched, Gathered, Sync, WindowPlan};
 
 /// Largest gather record read.
 const RECORD_CAP: u64 = 1 << 20;
-/// How often records are read again while a window is undecided.
+/// The first pause before records are read again while a window is undecided; it doubles up
+/// to [`RECORD_POLL_MAX`] (every node polls every witness, so a long wait must not hammer
+/// validators' buckets).
 const RECORD_POLL: Duration = Duration::from_millis(250);
+const RECORD_POLL_MAX: Duration = Duration::from_secs(4);
 
 impl Sync {
     /// A witness's signed gather record of `window`, if it has one that checks out: signature,
@@ -62,6 +65,7 @@ impl Sync {
         let gather_peers = self.config.weights.tiers.gather_peers as usize;
         let deadline = Instant::now() + wait;
         let mut records: BTreeMap<u16, GatherRecord> = BTreeMap::new();
+        let mut pause = RECORD_POLL;
         loop {
             for v in &plan.witnesses {
                 if !records.contains_key(&v.uid)
@@ -76,7 +80,8 @@ impl Sync {
             if !matches!(decision, Decision::Undecided { .. }) || Instant::now() >= deadline {
                 return (decision, records);
             }
-            tokio::time::sleep(RECORD_POLL).await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(RECORD_POLL_MAX);
         }
     }
 
