@@ -66,6 +66,18 @@ impl SeaweedFs {
         self.store_with(prefix, limits, &self.credentials)
     }
 
+    /// The store under `prefix` opened as a node opens a peer's bucket at an endpoint its
+    /// operator did not configure: unsigned, with no credentials from anywhere.
+    pub fn store_anonymous(&self, prefix: &str, limits: StorageLimits) -> Store {
+        let location = Location::S3 {
+            bucket: BUCKET.into(),
+            prefix: prefix.into(),
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+        };
+        Store::open_anonymous(&location, limits).expect("open S3 store")
+    }
+
     /// As [`store`](Self::store), signing with other credentials.
     pub fn store_with(&self, prefix: &str, limits: StorageLimits, credentials: &S3Credentials) -> Store {
         let location = Location::S3 {

@@ -109,6 +109,20 @@ async fn s3_refuses_wrong_credentials() {
     assert!(!shown.contains("not-the-secret"), "secret leaked: {shown}");
 }
 
+/// A peer's bucket at an endpoint the operator did not configure is read unsigned: the node's
+/// keys (here in the environment as well) never reach it, so this private bucket refuses the
+/// read that the same location with the node's credentials is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_buckets_are_read_without_the_nodes_credentials() {
+    let server = SeaweedFs::get();
+    let owner = server.store("anonymous-read", limits());
+    owner.put("p.bin", Bytes::from_static(b"payload")).await.expect("put");
+    let anonymous = server.store_anonymous("anonymous-read", StorageLimits { max_retries: 0, ..limits() });
+    let err = anonymous.get("p.bin", None).await.expect_err("an unsigned read of a private bucket is refused");
+    assert!(matches!(err, StorageError::Backend { .. }), "{err}");
+    assert_eq!(owner.get("p.bin", None).await.expect("signed read"), Bytes::from_static(b"payload"));
+}
+
 /// A server that accepts connections and never answers: every operation ends in an error within
 /// the configured bound instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
