@@ -228,7 +228,9 @@ impl Ledger {
                         r.binary_ema = (1.0 - g.binary_ema_alpha) * r.binary_ema + g.binary_ema_alpha * b;
                         r.gradient_ema = (1.0 - g.binary_ema_alpha) * r.gradient_ema + g.binary_ema_alpha * s;
                         r.negative_streak = if s < 0.0 { r.negative_streak + 1 } else { 0 };
-                        r.final_score = r.rating.ordinal() * r.binary_ema.max(0.0) * r.sync;
+                        // The floor pays a helpful miner that ranks last in a small field; the
+                        // gradient and own-data rules below still zero a harmful one.
+                        r.final_score = r.rating.ordinal().max(g.rating_floor) * r.binary_ema.max(0.0) * r.sync;
                         // A rating only ranks miners against each other; an update that does not
                         // lower the loss on random data earns nothing however it ranks.
                         if r.gradient_ema <= 0.0 && r.final_score > 0.0 {

@@ -3,6 +3,8 @@
 use ferrum_common::codec::EncodedTensor;
 use ferrum_common::config::{CopyConfig, SyncConfig};
 
+use std::collections::BTreeMap;
+
 use crate::ledger::CopyOf;
 
 /// Mean losses measured by the validator for one miner in one window: on a sample of the
@@ -137,6 +139,40 @@ pub fn overlap(a: &[EncodedTensor], b: &[EncodedTensor], k_per_block: &[usize]) 
     if total == 0 { 0.0 } else { shared as f64 / total as f64 }
 }
 
+/// Two uploads of a window that are the same update or overlap heavily.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alike {
+    /// Uid and `LastModified` (ms, as the uploader's own server reports it) of each.
+    pub a: (u16, u64),
+    pub b: (u16, u64),
+    pub overlap: f64,
+    pub identical: bool,
+}
+
+/// Which upload of each alike pair is the copy, as `copy → what it copies` (the worst pair per
+/// copy). An update learned from one miner's samples helps those samples more than another's,
+/// whoever signed it: with both uids' losses known, the copy is the one whose own data the update
+/// helps less (own advantage, §14). Only where that cannot be measured (a uid without losses, or
+/// equal advantages) does the later `LastModified` decide, then the higher uid: a clock the
+/// uploader's own server reports, so a copier that backdates its object wins only where no
+/// losses were measured.
+pub fn attribute_copies(pairs: &[Alike], losses: &BTreeMap<u16, Losses>) -> BTreeMap<u16, CopyOf> {
+    let mut copies: BTreeMap<u16, CopyOf> = BTreeMap::new();
+    for p in pairs {
+        let advantage = |uid: u16| losses.get(&uid).map(Losses::own_advantage).filter(|a| a.is_finite());
+        let a_is_copy = match (advantage(p.a.0), advantage(p.b.0)) {
+            (Some(x), Some(y)) if x != y => x < y,
+            _ => (p.a.1, p.a.0) > (p.b.1, p.b.0),
+        };
+        let ((later, _), (earlier, _)) = if a_is_copy { (p.a, p.b) } else { (p.b, p.a) };
+        let c = CopyOf { uid: earlier, overlap: p.overlap, identical: p.identical };
+        if copies.get(&later).is_none_or(|old| (c.identical, c.overlap) > (old.identical, old.overlap)) {
+            copies.insert(later, c);
+        }
+    }
+    copies
+}
+
 /// What an overlap costs the later uploader.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CopyVerdict {
@@ -165,6 +201,31 @@ pub fn copy_verdict(copy: &CopyOf, global_step: u64, cfg: &CopyConfig) -> CopyVe
         CopyVerdict::Reset
     } else {
         CopyVerdict::Reduced(cfg.high_multiplier)
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    fn losses(own_after: f64) -> Losses {
+        Losses { own_before: 4.0, own_after, random_before: 4.0, random_after: 3.8, references: Vec::new() }
+    }
+
+    #[test]
+    fn the_copy_is_the_uid_whose_own_data_the_update_helps_less_whatever_the_clocks_say() {
+        // uid 7 copied uid 3's update and backdated its object by a minute.
+        let pair = Alike { a: (3, 60_000), b: (7, 0), overlap: 1.0, identical: true };
+        let measured = BTreeMap::from([(3, losses(3.0)), (7, losses(3.7))]);
+        let c = attribute_copies(&[pair], &measured);
+        assert_eq!(c.get(&7).map(|c| c.uid), Some(3), "{c:?}");
+        assert!(!c.contains_key(&3));
+        // Without losses for both, the reported times decide (the backdater wins there).
+        let c = attribute_copies(&[pair], &BTreeMap::from([(3, losses(3.0))]));
+        assert_eq!(c.get(&3).map(|c| c.uid), Some(7));
+        // Equal times: the higher uid is the copy.
+        let tie = Alike { a: (9, 5), b: (4, 5), overlap: 0.97, identical: false };
+        assert_eq!(attribute_copies(&[tie], &BTreeMap::new()).get(&9).map(|c| c.uid), Some(4));
     }
 }
 

@@ -14,7 +14,7 @@ use ferrum_common::gather;
 use ferrum_common::model::MasterModel;
 use ferrum_common::{Hotkey, PutWindow};
 use ferrum_gauntlet::rules::{self, Losses};
-use ferrum_gauntlet::{CopyOf, Outcome, WindowInput, WindowReport};
+use ferrum_gauntlet::{Outcome, WindowInput, WindowReport};
 use ferrum_node::retry::{Backoff, retry};
 use ferrum_node::{
     Applied, Follower, Gathered, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync, WindowPlan,
@@ -312,25 +312,22 @@ impl Validator {
             }
         }
 
-        // Originality: the later of two uploads that are the same update, or overlap heavily.
+        // Originality: uploads that are the same update, or overlap heavily. Which of a pair is
+        // the copy is decided once losses are known (`rules::attribute_copies`).
         let ks: Vec<usize> = self.sync.layout.spec.tensors.iter().map(|(_, g)| g.k).collect();
-        let mut copies: BTreeMap<u16, CopyOf> = BTreeMap::new();
+        let mut alike: Vec<rules::Alike> = Vec::new();
         for (i, (a, ta, pa)) in received.iter().enumerate() {
             for (b, tb, pb) in received.iter().skip(i + 1) {
                 // An empty update is the free rider's, not a copy (two of them are alike anyway).
                 let identical = pa.tensors == pb.tensors && !is_empty_update(&pa.tensors);
                 let overlap = if identical { 1.0 } else { rules::overlap(&pa.tensors, &pb.tensors, &ks) };
                 if identical || overlap >= g.copy.overlap_threshold {
-                    let (later, earlier) = if (tb, b.uid) > (ta, a.uid) { (b.uid, a.uid) } else { (a.uid, b.uid) };
-                    let c = CopyOf { uid: earlier, overlap, identical };
-                    let worse =
-                        copies.get(&later).is_none_or(|old| (c.identical, c.overlap) > (old.identical, old.overlap));
-                    if worse {
-                        copies.insert(later, c);
-                    }
+                    alike.push(rules::Alike { a: (a.uid, *ta), b: (b.uid, *tb), overlap, identical });
                 }
             }
         }
+        let in_identical_pair: std::collections::BTreeSet<u16> =
+            alike.iter().filter(|p| p.identical).flat_map(|p| [p.a.0, p.b.0]).collect();
 
         // Losses, in an order miners cannot know before their upload was due.
         let (rand_uid, rand_hotkey) = random_identity(&seed);
@@ -361,8 +358,8 @@ impl Validator {
             let assigned = self.sync.assigned(w, peer.uid, &peer.hotkey);
             let own = self.read(&assigned[..assigned.len().min(g.own_eval_samples as usize)]).await;
             if !own.is_empty() && !random.is_empty() {
-                // Not a copy of an earlier upload (it would be its own original's control).
-                let identical = copies.get(&peer.uid).is_some_and(|c| c.identical);
+                // Not one of two identical updates (a copy would be its own original's control).
+                let identical = in_identical_pair.contains(&peer.uid);
                 let may_reference = lags[&peer.uid] == Some(0) && !identical && !is_empty_update(&payload.tensors);
                 let tensors = clipped(&payload.tensors, &medians);
                 candidates.push(Candidate { uid: peer.uid, tensors, own, may_reference });
@@ -388,6 +385,7 @@ impl Validator {
                 }
             }
         };
+        let copies = rules::attribute_copies(&alike, &losses);
         for (peer, _, _) in &received {
             let outcome = Outcome::Received {
                 losses: losses.get(&peer.uid).cloned(),

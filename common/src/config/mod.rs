@@ -161,6 +161,10 @@ pub struct GauntletConfig {
     pub binary_zero_threshold: f64,
     /// Evaluations before a binary-indicator EMA under `binary_zero_threshold` zeroes a score.
     pub binary_warmup_windows: u32,
+    /// Least rating term of the final score (`max(μ − 3σ, rating_floor)`): a miner whose updates
+    /// help (gradient EMA above 0) and pass the own-data test earns something however it ranks
+    /// in a small field (0: the rating alone, as the reference does).
+    pub rating_floor: f64,
     /// EMA rate of the per-parameter movement used by the sync score.
     pub param_change_alpha: f64,
     pub openskill: OpenSkillConfig,

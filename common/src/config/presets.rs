@@ -168,6 +168,7 @@ fn gauntlet() -> GauntletConfig {
         binary_ema_alpha: 0.05,
         binary_zero_threshold: 0.1,
         binary_warmup_windows: 10,
+        rating_floor: 1.0,
         param_change_alpha: 0.2,
         openskill: OpenSkillConfig { beta: 7.0, tau: 0.1, mu: 25.0, sigma: 25.0 / 3.0 },
         sync: SyncConfig { max_steps_behind: 2.0, exponent: 2.5, slash_steps_behind: 2.0 },

@@ -220,6 +220,7 @@ fn gauntlet(c: &SubnetConfig, r: &mut Rules) {
     r.positive("gauntlet.uids_per_window", g.uids_per_window);
     r.range("gauntlet.binary_ema_alpha", g.binary_ema_alpha, 0.0, true, 1.0, false);
     r.range("gauntlet.binary_zero_threshold", g.binary_zero_threshold, -1.0, false, 1.0, false);
+    r.non_negative("gauntlet.rating_floor", g.rating_floor);
     r.range("gauntlet.param_change_alpha", g.param_change_alpha, 0.0, true, 1.0, false);
     r.finite_positive("gauntlet.openskill.beta", g.openskill.beta);
     r.non_negative("gauntlet.openskill.tau", g.openskill.tau);

@@ -159,3 +159,26 @@ fn a_new_hotkey_on_a_uid_starts_over() {
     assert_eq!(ledger.records[&1].evaluations, 1);
     assert_eq!(ledger.records[&1].hotkey, "someone-else");
 }
+
+/// Four honest miners, one always a little behind the others: the rating ranks it last every
+/// window and its μ − 3σ goes below 0, yet its updates help and pass the own-data test, so the
+/// rating floor pays it; with the floor off (the reference's rule) it gets nothing.
+#[test]
+fn the_last_of_a_small_honest_field_is_paid() {
+    let run = |floor: f64| {
+        let mut c = config();
+        c.gauntlet.rating_floor = floor;
+        let mut ledger = Ledger::default();
+        let mut last = None;
+        for w in 0..12u64 {
+            let miners = vec![(1, honest(0.30)), (2, honest(0.31)), (3, honest(0.32)), (4, honest(0.10))];
+            last = Some(ledger.update(&input(w, miners), &c));
+        }
+        last.expect("report")
+    };
+    let floored = run(1.0);
+    let worst = floored.uids.iter().find(|u| u.uid == 4).expect("uid 4");
+    assert!(worst.ordinal < 0.0, "ranked last every window: {worst:?}");
+    assert!(non_burn_share(&floored, &[4]) > 0.0, "{:?}", floored.weights);
+    assert_eq!(non_burn_share(&run(0.0), &[4]), 0.0, "without the floor the last of four earns nothing");
+}
