@@ -24,16 +24,27 @@ pub struct Witness {
     pub stake: u64,
 }
 
+impl Witness {
+    /// A witness peer's uid and stake.
+    pub fn of(p: &Peer) -> Witness {
+        Witness { uid: p.uid, stake: p.stake }
+    }
+}
+
 /// The witnesses of a window, from the peers at its boundary: neurons with a validator's bucket
 /// commitment and stake, holding a validator permit (any staked validator while nobody on the
-/// subnet holds a permit yet, as before a new subnet's first epoch). In uid order.
-pub fn witnesses(peers: &[Peer]) -> Vec<Witness> {
+/// subnet holds a permit yet, as before a new subnet's first epoch). In the peers' order.
+pub fn witnesses(peers: &[Peer]) -> Vec<&Peer> {
     let any_permit = peers.iter().any(|p| p.validator_permit);
     peers
         .iter()
         .filter(|p| p.validator && p.bucket.is_some() && p.stake > 0 && (p.validator_permit || !any_permit))
-        .map(|p| Witness { uid: p.uid, stake: p.stake })
         .collect()
+}
+
+/// Whether `support` is more than half of `total` (stake, so no overflow in u128).
+pub fn majority(support: u128, total: u128) -> bool {
+    2 * support > total
 }
 
 /// What the records read so far say about a window.
@@ -78,12 +89,13 @@ pub fn decide(
         }
     }
     let unread = total - read;
-    let settled = 2 * unread <= total && support.values().all(|&s| 2 * s > total || 2 * (s + unread) <= total);
+    let settled =
+        !majority(unread, total) && support.values().all(|&s| majority(s, total) || !majority(s + unread, total));
     if !settled {
         return Decision::Undecided { read_stake: read, total_stake: total };
     }
     let agreed: BTreeMap<u16, PayloadId> =
-        support.into_iter().filter(|(_, s)| 2 * s > total).map(|((uid, id), _)| (uid, id)).collect();
+        support.into_iter().filter(|(_, s)| majority(*s, total)).map(|((uid, id), _)| (uid, id)).collect();
     Decision::Decided(order.iter().filter_map(|u| agreed.get(u).map(|id| (*u, *id))).take(gather_peers).collect())
 }
 
@@ -225,8 +237,9 @@ mod tests {
             validator_permit: permit,
         };
         let no_permits = [peer(1, true, 5, false), peer(2, true, 0, false), peer(3, false, 9, false)];
-        assert_eq!(witnesses(&no_permits), vec![w(1, 5)], "before any permit: staked validators");
+        let stakes = |peers: &[Peer]| witnesses(peers).into_iter().map(Witness::of).collect::<Vec<_>>();
+        assert_eq!(stakes(&no_permits), vec![w(1, 5)], "before any permit: staked validators");
         let permits = [peer(1, true, 5, false), peer(2, true, 7, true), peer(3, false, 9, true)];
-        assert_eq!(witnesses(&permits), vec![w(2, 7)], "a permit is required once anyone holds one");
+        assert_eq!(stakes(&permits), vec![w(2, 7)], "a permit is required once anyone holds one");
     }
 }

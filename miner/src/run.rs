@@ -11,7 +11,7 @@ use ferrum_common::assignment::samples_digest;
 use ferrum_common::codec::{EncodedTensor, dct, encode, synthetic_delta};
 use ferrum_common::driver::{Action, Block, Done, Driver, Phase};
 use ferrum_common::model::MasterModel;
-use ferrum_common::payload::{self, PayloadHeader};
+use ferrum_common::payload::{self, PayloadHeader, PayloadLayout};
 use ferrum_common::{Hotkey, PutWindow, Store};
 use ferrum_node::retry::{Backoff, retry};
 use ferrum_node::{Follower, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync};
@@ -82,11 +82,8 @@ struct Miner {
     /// The previous payload (kept by the replay adversary only).
     last_payload: Option<Vec<u8>>,
     /// The last window, when the validators' records had not decided it in time.
-    unsettled: Option<Unsettled>,
+    unsettled: Option<ferrum_node::Unsettled>,
 }
-
-/// A window applied with this node's own set while the validators' records left it open.
-pub(crate) type Unsettled = (ferrum_node::WindowPlan, ferrum_node::Gathered, ferrum_node::Applied);
 
 impl Miner {
     async fn start(setup: MinerSetup, uid: u16, chain: &impl Chain) -> Result<Miner, MinerError> {
@@ -312,20 +309,7 @@ impl Miner {
         let alternate = match self.setup.behaviour {
             Behaviour::LateOverwrite | Behaviour::Equivocate => {
                 let layout = &self.sync.layout;
-                let seed = window.wrapping_mul(7919);
-                let mut bases = dct::Bases::default();
-                let noise: Vec<EncodedTensor> = layout
-                    .spec
-                    .tensors
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, g))| {
-                        let v: Vec<f32> =
-                            synthetic_delta(g.numel(), seed + i as u64).into_iter().map(|v| v * 100.0).collect();
-                        encode(&v, g, &layout.spec, &mut bases)
-                    })
-                    .collect();
-                payload::build(&header, &noise, layout, self.setup.keypair.pair()).ok()
+                payload::build(&header, &noise(layout, window), layout, self.setup.keypair.pair()).ok()
             }
             Behaviour::LateGarbage => Some(garbage(self.sync.layout.size(), window)),
             _ => None,
@@ -359,16 +343,6 @@ impl Miner {
     async fn cheat(&mut self, header: &PayloadHeader, honest: Vec<EncodedTensor>) -> Result<Vec<u8>, String> {
         let layout = &self.sync.layout;
         let key = self.setup.keypair.pair();
-        let encode = |values: &dyn Fn(usize, usize) -> Vec<f32>| -> Vec<EncodedTensor> {
-            let mut bases = dct::Bases::default();
-            layout
-                .spec
-                .tensors
-                .iter()
-                .enumerate()
-                .map(|(i, (_, g))| encode(&values(i, g.numel()), g, &layout.spec, &mut bases))
-                .collect()
-        };
         let build = |tensors: &[EncodedTensor]| payload::build(header, tensors, layout, key).map_err(|e| e.to_string());
         match &self.setup.behaviour {
             Behaviour::Honest
@@ -381,11 +355,8 @@ impl Miner {
             | Behaviour::Selective
             | Behaviour::Slow
             | Behaviour::Vanish => build(&honest),
-            Behaviour::Noise => {
-                let seed = header.window.wrapping_mul(7919);
-                build(&encode(&|i, n| synthetic_delta(n, seed + i as u64).into_iter().map(|v| v * 100.0).collect()))
-            }
-            Behaviour::Zeros => build(&encode(&|_, n| vec![0.0; n])),
+            Behaviour::Noise => build(&noise(layout, header.window)),
+            Behaviour::Zeros => build(&encoded(layout, &|_, n| vec![0.0; n])),
             Behaviour::Oversized => build(&honest).map(|mut b| {
                 b.extend(std::iter::repeat_n(0u8, 4096));
                 b
@@ -423,18 +394,17 @@ impl Miner {
     async fn apply(&mut self, chain: &impl Chain, window: u64, put: PutWindow, replay: bool) -> Result<(), MinerError> {
         // A window the records left open last time is settled first: they have had a window
         // to appear, and this one must be gathered on the agreed base.
-        if let Some((plan, gathered, own)) = self.unsettled.take() {
-            let settled = self.sync.settle(&mut self.state.model, &plan, &gathered, own, self.setup.record_wait).await;
-            info!(window = plan.window, agreement = ?settled.agreement, fingerprint = %short(&self.state.model), "earlier window settled");
+        if let Some(open) = self.unsettled.take() {
+            self.sync.settle_again(&mut self.state.model, open, self.setup.record_wait).await;
         }
         let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
             .await
             .map_err(|source| MinerError::Replay { window, source })?;
-        let (own, gathered) = self.sync.apply(&mut self.state.model, &plan).await;
+        let (own, gathered) = self.sync.apply(&mut self.state.model, &plan, &[], None).await;
         let applied =
             self.sync.settle(&mut self.state.model, &plan, &gathered, own.clone(), self.setup.record_wait).await;
         if applied.agreement == ferrum_node::Agreement::Undecided {
-            self.unsettled = Some((plan, gathered, own));
+            self.unsettled = Some(ferrum_node::Unsettled { plan, gathered, own });
         }
         self.state.base_window = window + 1;
         self.state.uploaded = false;
@@ -481,6 +451,24 @@ impl Miner {
         self.setup.emit(|| NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
         Ok(())
     }
+}
+
+/// Each tensor of the layout encoded from `values(tensor index, element count)`.
+fn encoded(layout: &PayloadLayout, values: &dyn Fn(usize, usize) -> Vec<f32>) -> Vec<EncodedTensor> {
+    let mut bases = dct::Bases::default();
+    layout
+        .spec
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (_, g))| encode(&values(i, g.numel()), g, &layout.spec, &mut bases))
+        .collect()
+}
+
+/// The noise adversary's update for a window: random values of the right shapes, ×100.
+fn noise(layout: &PayloadLayout, window: u64) -> Vec<EncodedTensor> {
+    let seed = window.wrapping_mul(7919);
+    encoded(layout, &|i, n| synthetic_delta(n, seed + i as u64).into_iter().map(|v| v * 100.0).collect())
 }
 
 fn to_block(b: &BlockInfo) -> Block {

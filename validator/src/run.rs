@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ferrum_chain::{Chain, ChainError};
 use ferrum_common::assignment::{SampleRequest, assign_samples, random_identity};
 use ferrum_common::checkpoint;
-use ferrum_common::codec::EncodedTensor;
+use ferrum_common::codec::{self, EncodedTensor};
 use ferrum_common::driver::{Action, Block, Done, Driver};
 use ferrum_common::gather;
 use ferrum_common::model::MasterModel;
@@ -17,7 +17,7 @@ use ferrum_gauntlet::rules::{self, Losses};
 use ferrum_gauntlet::{Outcome, WindowInput, WindowReport};
 use ferrum_node::retry::{Backoff, retry};
 use ferrum_node::{
-    Applied, Follower, Gathered, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync, WindowPlan,
+    Follower, Gathered, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync, WindowPlan,
 };
 use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
@@ -99,7 +99,7 @@ struct Validator {
     eval: EvalThread,
     pending: Vec<Pending>,
     /// The last window, when the validators' records had not decided it in time.
-    unsettled: Option<(WindowPlan, Gathered, Applied)>,
+    unsettled: Option<ferrum_node::Unsettled>,
     /// Uids the latest Gauntlet report keeps out of the gather set; this validator's records
     /// leave them out, so a stake majority of validators drops them from the agreed set.
     excluded: Vec<u16>,
@@ -166,16 +166,15 @@ impl Validator {
     /// Applies `window` as every node does, publishes what it accepted (mirrored payloads and
     /// the signed record), settles the window on the validators' agreed set, then checkpoints.
     async fn apply(&mut self, chain: &impl Chain, window: u64, put: PutWindow) -> Result<(), ValidatorError> {
-        if let Some((plan, gathered, own)) = self.unsettled.take() {
-            let settled = self.sync.settle(&mut self.node.model, &plan, &gathered, own, self.setup.record_wait).await;
-            info!(window = plan.window, agreement = ?settled.agreement, "earlier window settled");
+        if let Some(open) = self.unsettled.take() {
+            self.sync.settle_again(&mut self.node.model, open, self.setup.record_wait).await;
         }
         let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
             .await
             .map_err(|source| ValidatorError::Replay { window, source })?;
         let base = Arc::new(self.node.model.clone());
-        let base_fp = base.fingerprint().to_string();
-        let (own, gathered) = self.sync.apply_excluding(&mut self.node.model, &plan, &self.excluded).await;
+        let (own, gathered) = self.sync.apply(&mut self.node.model, &plan, &self.excluded, Some(base.clone())).await;
+        let base_fp = gathered.base_fingerprint.to_string();
         self.sync
             .publish_record(&self.setup.store, &self.setup.keypair, &gathered, &own, &base_fp, MIRROR_WINDOWS)
             .await;
@@ -201,7 +200,7 @@ impl Validator {
         let undecided = applied.agreement == ferrum_node::Agreement::Undecided;
         self.setup.emit(|| NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.node.model.clone()) });
         if undecided {
-            self.unsettled = Some((plan.clone(), gathered.clone(), own));
+            self.unsettled = Some(ferrum_node::Unsettled { plan: plan.clone(), gathered: gathered.clone(), own });
         }
         self.pending.push(Pending { plan, base, gathered, not_agreed });
         Ok(())
@@ -235,7 +234,7 @@ impl Validator {
                 break;
             }
             let p = self.pending.remove(0);
-            let report = self.score(chain, &p).await?;
+            let report = self.score(chain, p).await?;
             self.files.save_report(&report).await?;
             self.files.save(&self.state).await?;
             for u in &report.uids {
@@ -257,7 +256,7 @@ impl Validator {
 
     /// The Gauntlet for one window: fetch and check every miner's payload, measure losses,
     /// find copies, then update the ledger.
-    async fn score(&mut self, chain: &impl Chain, p: &Pending) -> Result<WindowReport, ValidatorError> {
+    async fn score(&mut self, chain: &impl Chain, mut p: Pending) -> Result<WindowReport, ValidatorError> {
         let w = p.plan.window;
         let g = &self.setup.config.gauntlet;
         let (peers, _) = retry("metagraph", Backoff::default(), || self.sync.peers(chain, w)).await?;
@@ -292,8 +291,8 @@ impl Validator {
                 continue;
             }
             // What the gather read is scored; the miner's server is not asked again.
-            let fetched = match p.gathered.fetched.get(&peer.uid) {
-                Some(r) => r.clone(),
+            let fetched = match p.gathered.fetched.remove(&peer.uid) {
+                Some(r) => r,
                 None => self.sync.fetch(peer, w, &p.plan.put).await,
             };
             match fetched {
@@ -351,7 +350,7 @@ impl Validator {
             .filter(|(peer, _, _)| lags[&peer.uid] == Some(0))
             .map(|(_, _, p)| p.tensors.as_slice())
             .collect();
-        let medians = median_norms(&in_sync);
+        let medians = median_norms(&in_sync, self.sync.layout.spec.tensors.len());
         let budget = g.uids_per_window as usize;
         let mut candidates = Vec::new();
         for (peer, _, payload) in received.iter().take(budget) {
@@ -506,31 +505,21 @@ impl Validator {
     }
 }
 
-/// Per tensor, the median of the updates' norms (mean of the middle two for an even count);
-/// empty without updates.
-fn median_norms(updates: &[&[EncodedTensor]]) -> Vec<f64> {
-    let Some(first) = updates.first() else { return Vec::new() };
-    (0..first.len())
-        .map(|i| {
-            let mut n: Vec<f64> = updates.iter().filter_map(|u| u.get(i)).map(EncodedTensor::norm).collect();
-            n.sort_by(f64::total_cmp);
-            let m = n.len() / 2;
-            if n.len() % 2 == 1 { n[m] } else { (n[m - 1] + n[m]) / 2.0 }
-        })
-        .collect()
+/// Per tensor, the median norm of the updates (`codec::median` of `codec::norm`, as §7.4
+/// clips); `None` per tensor without updates.
+fn median_norms(updates: &[&[EncodedTensor]], tensors: usize) -> Vec<Option<f64>> {
+    (0..tensors).map(|i| codec::median(updates.iter().filter_map(|u| u.get(i)).map(codec::norm).collect())).collect()
 }
 
-/// An update as the aggregate would apply it: each tensor scaled by `min(1, median / norm)`.
-fn clipped(update: &[EncodedTensor], medians: &[f64]) -> Vec<EncodedTensor> {
+/// An update as the aggregate would apply it: each tensor scaled by its clip factor against
+/// the median norm (§7.4 step 3).
+fn clipped(update: &[EncodedTensor], medians: &[Option<f64>]) -> Vec<EncodedTensor> {
     update
         .iter()
-        .enumerate()
-        .map(|(i, t)| match medians.get(i) {
-            Some(&m) => {
-                let f = (m / (t.norm() + 1e-8)).min(1.0);
-                if f < 1.0 { t.scaled(f as f32) } else { t.clone() }
-            }
-            None => t.clone(),
+        .zip(medians)
+        .map(|(t, m)| match m.map(|m| codec::clip_factor(codec::norm(t), m)) {
+            Some(f) if f < 1.0 => t.scaled(f),
+            _ => t.clone(),
         })
         .collect()
 }
@@ -552,11 +541,12 @@ mod tests {
     #[test]
     fn an_update_scaled_up_is_scored_at_the_median_norm() {
         let (a, b, big) = (update(&[3.0, 4.0]), update(&[0.0, 6.0]), update(&[30.0, 40.0]));
-        let medians = median_norms(&[&a, &b, &big]);
-        assert_eq!(medians, vec![6.0]);
+        let medians = median_norms(&[&a, &b, &big], 1);
+        assert_eq!(medians, vec![Some(6.0)]);
         let clipped_big = clipped(&big, &medians);
-        assert!((clipped_big[0].norm() - 6.0).abs() < 1e-5, "{clipped_big:?}");
+        assert!((codec::norm(&clipped_big[0]) - 6.0).abs() < 1e-5, "{clipped_big:?}");
         assert_eq!(clipped(&a, &medians), a, "below the median: unchanged");
-        assert_eq!(median_norms(&[&a, &big]), vec![27.5], "even count: mean of the middle two");
+        assert_eq!(median_norms(&[&a, &big], 1), vec![Some(27.5)], "even count: mean of the middle two");
+        assert_eq!(clipped(&big, &median_norms(&[], 1)), big, "no in-sync update: nothing to clip to");
     }
 }

@@ -6,16 +6,15 @@
 //! records vouch for them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrum_chain::{Chain, ChainError};
-use ferrum_common::Store;
 use ferrum_common::agreement::{self, Decision, PayloadId};
 use ferrum_common::checkpoint::{self, CheckpointManifest};
 use ferrum_common::gather::Peer;
 use ferrum_common::model::MasterModel;
 use ferrum_common::payload::{self, Expectation};
+use ferrum_common::{PutWindow, Store};
 
 use crate::record::{AcceptedPayload, GatherRecord};
 use crate::retry::{Backoff, retry};
@@ -28,6 +27,27 @@ const RECORD_CAP: u64 = 1 << 20;
 /// validators' buckets).
 const RECORD_POLL: Duration = Duration::from_millis(250);
 const RECORD_POLL_MAX: Duration = Duration::from_secs(4);
+/// Checkpoints tried, newest first, before a node starts from genesis instead.
+const CHECKPOINT_TRIES: usize = 16;
+
+/// Each witness's record entries, `(uid, content id)`, by witness uid.
+pub type Entries = BTreeMap<u16, Vec<(u16, PayloadId)>>;
+
+/// What reconciling a window did: kept the node's own result, or re-applied the window.
+enum Reconciled {
+    Kept(Agreement),
+    Reapplied(Applied),
+}
+
+/// A window a node applied with its own set while the validators' records left it open: what
+/// it takes to settle it again before the next window ([`Sync::settle_again`]).
+#[derive(Debug, Clone)]
+pub struct Unsettled {
+    pub plan: WindowPlan,
+    pub gathered: Gathered,
+    /// What the node's own gather did.
+    pub own: Applied,
+}
 
 impl Sync {
     /// A witness's signed gather record of `window`, if it has one that checks out: signature,
@@ -59,63 +79,71 @@ impl Sync {
     }
 
     /// Reads the witnesses' records of the plan's window until the agreed set is decided or
-    /// `wait` has passed; returns the decision and the records read (by witness uid).
-    pub async fn decide(&self, plan: &WindowPlan, wait: Duration) -> (Decision, BTreeMap<u16, GatherRecord>) {
+    /// `wait` has passed; returns the decision and the entries of each record read (by
+    /// witness uid).
+    pub async fn decide(&self, plan: &WindowPlan, wait: Duration) -> (Decision, Entries) {
         let witnesses = plan.witness_stakes();
         let gather_peers = self.config.weights.tiers.gather_peers as usize;
         let deadline = Instant::now() + wait;
-        let mut records: BTreeMap<u16, GatherRecord> = BTreeMap::new();
+        let mut entries = Entries::new();
         let mut pause = RECORD_POLL;
         loop {
             for v in &plan.witnesses {
-                if !records.contains_key(&v.uid)
-                    && let Some(r) = self.gather_record(v, plan.window).await
+                if !entries.contains_key(&v.uid)
+                    && let Some(e) = self.gather_record(v, plan.window).await.and_then(|r| r.entries())
                 {
-                    records.insert(v.uid, r);
+                    entries.insert(v.uid, e);
                 }
             }
-            let entries: BTreeMap<u16, Vec<(u16, PayloadId)>> =
-                records.iter().filter_map(|(v, r)| Some((*v, r.entries()?))).collect();
             let decision = agreement::decide(&witnesses, &entries, &plan.order(), gather_peers);
             if !matches!(decision, Decision::Undecided { .. }) || Instant::now() >= deadline {
-                return (decision, records);
+                return (decision, entries);
             }
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(RECORD_POLL_MAX);
         }
     }
 
-    /// Settles a window this node has applied (`model` holds its own result, `applied` says
-    /// what it did): decides the agreed set, waiting at most `wait` for records, and re-applies
-    /// the window from its base when the agreed set is not this node's own.
+    /// Settles a window this node has applied (`model` holds its own result, `own` says what
+    /// it did): decides the agreed set, waiting at most `wait` for records, and re-applies the
+    /// window from its base when the agreed set is not this node's own.
     pub async fn settle(
         &self,
         model: &mut MasterModel,
         plan: &WindowPlan,
         gathered: &Gathered,
-        applied: Applied,
+        own: Applied,
         wait: Duration,
     ) -> Applied {
         let started = Instant::now();
-        let mut settled = self.settle_inner(model, plan, gathered, applied, wait).await;
-        settled.settle_secs = started.elapsed().as_secs_f64();
+        let settled = match self.reconcile(model, plan, gathered, wait).await {
+            Reconciled::Kept(agreement) => Applied { agreement, ..own },
+            Reconciled::Reapplied(applied) => applied,
+        };
+        Applied { settle_secs: started.elapsed().as_secs_f64(), ..settled }
+    }
+
+    /// Settles again a window the records had left open, before the next window is applied
+    /// (`model` still holds this node's own result of it).
+    pub async fn settle_again(&self, model: &mut MasterModel, open: Unsettled, wait: Duration) -> Applied {
+        let settled = self.settle(model, &open.plan, &open.gathered, open.own, wait).await;
+        tracing::info!(window = open.plan.window, agreement = ?settled.agreement, "earlier window settled");
         settled
     }
 
-    async fn settle_inner(
+    async fn reconcile(
         &self,
         model: &mut MasterModel,
         plan: &WindowPlan,
         gathered: &Gathered,
-        applied: Applied,
         wait: Duration,
-    ) -> Applied {
+    ) -> Reconciled {
         if plan.witnesses.is_empty() {
-            return Applied { agreement: Agreement::Unwitnessed, ..applied };
+            return Reconciled::Kept(Agreement::Unwitnessed);
         }
-        let (decision, records) = self.decide(plan, wait).await;
+        let (decision, entries) = self.decide(plan, wait).await;
         let agreed = match decision {
-            Decision::NoWitnesses => return Applied { agreement: Agreement::Unwitnessed, ..applied },
+            Decision::NoWitnesses => return Reconciled::Kept(Agreement::Unwitnessed),
             Decision::Undecided { read_stake, total_stake } => {
                 tracing::warn!(
                     window = plan.window,
@@ -123,26 +151,26 @@ impl Sync {
                     total_stake,
                     "the validators' records do not decide the window yet; keeping this node's own set for now"
                 );
-                return Applied { agreement: Agreement::Undecided, ..applied };
+                return Reconciled::Kept(Agreement::Undecided);
             }
             Decision::Decided(set) => set,
         };
         if agreed == gathered.own {
-            return Applied { agreement: Agreement::Confirmed, ..applied };
+            return Reconciled::Kept(Agreement::Confirmed);
         }
         let Some(base) = &gathered.base else {
-            return Applied { agreement: Agreement::Unrepairable("the window's base was not kept".into()), ..applied };
+            return Reconciled::Kept(Agreement::Unrepairable("the window's base was not kept".into()));
         };
         let mut extra = Vec::new();
         for (uid, id) in &agreed {
             if gathered.payload(*uid, id).is_some() {
                 continue;
             }
-            match self.mirrored(plan, &records, *uid, id).await {
+            match self.mirrored(plan, &entries, *uid, id).await {
                 Ok(f) => extra.push(f),
                 Err(e) => {
                     tracing::warn!(window = plan.window, miner = uid, error = %e, "an agreed payload cannot be had");
-                    return Applied { agreement: Agreement::Unrepairable(e), ..applied };
+                    return Reconciled::Kept(Agreement::Unrepairable(e));
                 }
             }
         }
@@ -156,7 +184,7 @@ impl Sync {
             fetched,
             "re-applied the window with the validators' agreed set"
         );
-        Applied { bytes: applied.bytes + repaired.bytes, ..repaired }
+        Reconciled::Reapplied(repaired)
     }
 
     /// An agreed payload this node does not have, from the mirror of a witness whose record
@@ -164,7 +192,7 @@ impl Sync {
     async fn mirrored(
         &self,
         plan: &WindowPlan,
-        records: &BTreeMap<u16, GatherRecord>,
+        entries: &Entries,
         uid: u16,
         id: &PayloadId,
     ) -> Result<Fetched, String> {
@@ -176,11 +204,8 @@ impl Sync {
             hotkey: &peer.hotkey,
             config_hash: &self.config_hash,
         };
-        let mut holders: Vec<&Peer> = plan
-            .witnesses
-            .iter()
-            .filter(|v| records.get(&v.uid).and_then(GatherRecord::entries).is_some_and(|e| e.contains(&(uid, *id))))
-            .collect();
+        let mut holders: Vec<&Peer> =
+            plan.witnesses.iter().filter(|v| entries.get(&v.uid).is_some_and(|e| e.contains(&(uid, *id)))).collect();
         holders.sort_by_key(|v| std::cmp::Reverse(v.stake));
         let key = self.namespace.mirror(plan.window, id);
         let mut last = String::from("no witness lists it");
@@ -262,34 +287,39 @@ impl Sync {
         let current = self.schedule.window_of(head);
         // The last window whose boundary block exists.
         let Some(window) = current.checked_sub(1) else { return Ok(None) };
-        let plan = self.plan(chain, window, ferrum_common::PutWindow { opens_ms: 0, closes_ms: 0 }).await?;
-        let mut found: Vec<(u64, Arc<Peer>)> = Vec::new();
+        let plan = self.plan(chain, window, PutWindow { opens_ms: 0, closes_ms: 0 }).await?;
+        let mut found: Vec<(u64, &Peer, Store)> = Vec::new();
         for v in &plan.witnesses {
             let Ok(store) = self.peer_store(v) else { continue };
-            let v = Arc::new(v.clone());
             match checkpoint::windows(&store, &self.namespace).await {
-                Ok(ws) => found.extend(ws.into_iter().filter(|w| *w < current).map(|w| (w, v.clone()))),
+                Ok(ws) => found.extend(ws.into_iter().filter(|w| *w < current).map(|w| (w, v, store.clone()))),
                 Err(e) => tracing::warn!(validator = v.uid, error = %e, "cannot list checkpoints"),
             }
         }
         found.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.stake.cmp(&a.1.stake)));
-        for (w, v) in found {
-            let Ok(store) = self.peer_store(&v) else { continue };
-            let (model, manifest) = match checkpoint::load(&store, &self.namespace, &self.config, w).await {
-                Ok(loaded) => loaded,
+        // A witness can list any number of checkpoints; each costs a manifest and the next
+        // window's records to check, so only the newest few are tried.
+        for (w, v, store) in found.into_iter().take(CHECKPOINT_TRIES) {
+            // The small manifest first: its fingerprint must be vouched for before gigabytes of
+            // tensors are fetched (loading then checks the tensors give that fingerprint).
+            let refused = |e: &dyn std::fmt::Display| {
+                tracing::warn!(window = w, validator = v.uid, error = %e, "checkpoint refused");
+            };
+            let manifest = match checkpoint::load_manifest(&store, &self.namespace, &self.config, w).await {
+                Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(window = w, validator = v.uid, error = %e, "checkpoint refused");
+                    refused(&e);
                     continue;
                 }
             };
-            if self.vouched(chain, head, w, &manifest.fingerprint).await? {
-                return Ok(Some((model, manifest)));
+            if !self.vouched(chain, head, w, &manifest.fingerprint).await? {
+                refused(&"no stake majority of validators built on its model");
+                continue;
             }
-            tracing::warn!(
-                window = w,
-                validator = v.uid,
-                "checkpoint refused: no stake majority of validators built on its model"
-            );
+            match checkpoint::load_tensors(&store, &manifest.tensors_key, &manifest, &self.config).await {
+                Ok(model) => return Ok(Some((model, manifest))),
+                Err(e) => refused(&e),
+            }
         }
         Ok(None)
     }
@@ -301,10 +331,7 @@ impl Sync {
         if self.schedule.put_window_block(next) > head {
             return Ok(false);
         }
-        let plan = retry("gather plan", Backoff::default(), || {
-            self.plan(chain, next, ferrum_common::PutWindow { opens_ms: 0, closes_ms: 0 })
-        })
-        .await?;
+        let plan = self.plan(chain, next, PutWindow { opens_ms: 0, closes_ms: 0 }).await?;
         let total: u128 = plan.witnesses.iter().map(|v| u128::from(v.stake)).sum();
         let mut support = 0u128;
         for v in &plan.witnesses {
@@ -314,6 +341,6 @@ impl Sync {
                 support += u128::from(v.stake);
             }
         }
-        Ok(total > 0 && 2 * support > total)
+        Ok(agreement::majority(support, total))
     }
 }

@@ -13,6 +13,7 @@ pub mod startup;
 pub mod state;
 pub mod sync;
 
+pub use agree::Unsettled;
 pub use events::NodeEvent;
 pub use metrics::Metrics;
 pub use record::{AcceptedPayload, GatherRecord};

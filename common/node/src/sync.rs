@@ -124,7 +124,7 @@ pub struct WindowPlan {
 impl WindowPlan {
     /// The witnesses as the agreement rule takes them.
     pub fn witness_stakes(&self) -> Vec<Witness> {
-        agreement::witnesses(&self.witnesses)
+        self.witnesses.iter().map(Witness::of).collect()
     }
 
     /// The candidates' uids in gather order.
@@ -166,8 +166,9 @@ pub struct Fetched {
 #[derive(Debug, Clone)]
 pub struct Gathered {
     pub window: u64,
-    /// The window's base model (kept only when validators witness the window).
+    /// The window's base model (kept when validators witness the window, or the caller gave it).
     pub base: Option<Arc<MasterModel>>,
+    pub base_fingerprint: Fingerprint,
     /// Per candidate uid: what its bucket gave, or why nothing usable.
     pub fetched: BTreeMap<u16, Result<Fetched, Skip>>,
     /// What this node accepted, `(uid, content id)` in candidate order.
@@ -194,7 +195,7 @@ pub struct Applied {
     pub failed_tensors: Vec<(String, AggregateError)>,
     /// The model's fingerprint after the outer step.
     pub fingerprint: Fingerprint,
-    /// Payload bytes downloaded.
+    /// Payload bytes downloaded (valid payloads: this node's gather and any mirrored ones).
     pub bytes: u64,
     pub agreement: Agreement,
     /// Seconds spent settling the window on the agreed set (reading records, re-applying).
@@ -279,8 +280,7 @@ impl Sync {
             reserve_peers: tiers.reserve_peers as usize,
             burn_uid: self.config.weights.burn_uid,
         };
-        let witnesses = agreement::witnesses(&peers);
-        let witnesses = peers.iter().filter(|p| witnesses.iter().any(|w| w.uid == p.uid)).cloned().collect();
+        let witnesses = agreement::witnesses(&peers).into_iter().cloned().collect();
         Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules), witnesses })
     }
 
@@ -409,57 +409,45 @@ impl Sync {
 
     /// Gathers the plan's payloads, aggregates the ones this node accepts and applies the outer
     /// step to `model` (the window's base). With nothing accepted the model is left as it is.
+    /// `excluded` uids are left out (a validator's Gauntlet exclusions: reserves take their
+    /// places, and its record does not name them). `base` is the caller's copy of the window's
+    /// base, if it keeps one; otherwise one is taken only when validators witness the window.
     /// Returns what it did and what it read, to settle the window against the validators'
     /// records ([`settle`](Self::settle)).
-    pub async fn apply(&self, model: &mut MasterModel, plan: &WindowPlan) -> (Applied, Gathered) {
-        self.apply_excluding(model, plan, &[]).await
-    }
-
-    /// [`apply`](Self::apply), leaving out `excluded` uids (a validator's Gauntlet exclusions:
-    /// reserves take their places, and its record does not name them).
-    pub async fn apply_excluding(
+    pub async fn apply(
         &self,
         model: &mut MasterModel,
         plan: &WindowPlan,
         excluded: &[u16],
+        base: Option<Arc<MasterModel>>,
     ) -> (Applied, Gathered) {
-        let base_fp = model.fingerprint();
-        let base = (!plan.witnesses.is_empty()).then(|| Arc::new(model.clone()));
+        let base_fingerprint = model.fingerprint();
+        let base = base.or_else(|| (!plan.witnesses.is_empty()).then(|| Arc::new(model.clone())));
         let gather_peers = self.config.weights.tiers.gather_peers as usize;
         // Collected first: a stream over a borrowing closure is not `Send` for every lifetime,
         // and nodes run this inside spawned tasks.
         let fetches: Vec<_> = plan.candidates.iter().map(|p| self.fetch(p, plan.window, &plan.put)).collect();
         let results: Vec<Result<Fetched, Skip>> =
             futures::stream::iter(fetches).buffered(FETCH_CONCURRENCY).collect().await;
-        let mut verdicts = Vec::with_capacity(results.len());
-        for (i, (r, peer)) in results.iter().zip(&plan.candidates).enumerate() {
+        let mut verdicts: Vec<Verdict<Skip>> = Vec::with_capacity(results.len());
+        for (peer, r) in plan.candidates.iter().zip(&results) {
             let verdict = match r {
-                _ if excluded.contains(&peer.uid) => Verdict::Rejected(Skip::Excluded),
-                Err(skip) => Verdict::Rejected(skip.clone()),
-                Ok(f) => match self.check(peer, plan.window, &base_fp, &f.payload) {
-                    Err(skip) => Verdict::Rejected(skip),
-                    Ok(()) => {
-                        // Equal updates differ at their first indices, so this scan is cheap.
-                        let earlier = results[..i].iter().zip(&plan.candidates).zip(&verdicts).find(|((q, _), v)| {
-                            matches!(v, Verdict::Accepted)
-                                && q.as_ref().is_ok_and(|q: &Fetched| q.payload.tensors == f.payload.tensors)
-                        });
-                        match earlier {
-                            Some(((_, first), _)) => {
-                                tracing::info!(
-                                    window = plan.window,
-                                    miner = peer.uid,
-                                    of = first.uid,
-                                    "duplicate update skipped"
-                                );
-                                Verdict::Rejected(Skip::Duplicate { of: first.uid })
-                            }
-                            None => Verdict::Accepted,
-                        }
+                _ if excluded.contains(&peer.uid) => Err(Skip::Excluded),
+                Err(skip) => Err(skip.clone()),
+                Ok(f) => self.check(peer, plan.window, &base_fingerprint, &f.payload).and_then(|()| {
+                    // One update counts once: the same tensors as an earlier accepted candidate's.
+                    // Equal updates differ at their first indices, so this scan is cheap.
+                    let same = |((_, q), v): &((&Peer, &Result<Fetched, Skip>), &Verdict<Skip>)| {
+                        matches!(v, Verdict::Accepted)
+                            && q.as_ref().is_ok_and(|q| q.payload.tensors == f.payload.tensors)
+                    };
+                    match plan.candidates.iter().zip(&results).zip(&verdicts).find(same) {
+                        Some(((first, _), _)) => Err(Skip::Duplicate { of: first.uid }),
+                        None => Ok(()),
                     }
-                },
+                }),
             };
-            verdicts.push(verdict);
+            verdicts.push(verdict.map_or_else(Verdict::Rejected, |()| Verdict::Accepted));
         }
         let (positions, skipped) = gather::select(&plan.candidates, verdicts, gather_peers);
         let fetched: BTreeMap<u16, Result<Fetched, Skip>> =
@@ -471,7 +459,7 @@ impl Sync {
                 fetched.get(&uid).and_then(|r| r.as_ref().ok()).map(|f| (uid, f.payload.hash))
             })
             .collect();
-        let gathered = Gathered { window: plan.window, base, fetched, own, skipped };
+        let gathered = Gathered { window: plan.window, base, base_fingerprint, fetched, own, skipped };
         let applied = self.aggregate(model, plan, &gathered, &gathered.own, &[], Agreement::Unwitnessed);
         (applied, gathered)
     }
@@ -488,16 +476,15 @@ impl Sync {
         agreement: Agreement,
     ) -> Applied {
         let mut peers: Vec<(u16, &[EncodedTensor])> = Vec::with_capacity(entries.len());
-        let mut bytes = 0;
         for (uid, id) in entries {
             let found = gathered
                 .payload(*uid, id)
                 .or_else(|| extra.iter().find(|f| f.payload.header.uid == *uid && f.payload.hash == *id));
             if let Some(f) = found {
-                bytes += f.info.size;
                 peers.push((*uid, f.payload.tensors.as_slice()));
             }
         }
+        let bytes = gathered.fetched.values().flatten().chain(extra).map(|f| f.info.size).sum();
         let mut failed_tensors = Vec::new();
         if !peers.is_empty() {
             let lr = self.config.training.outer_learning_rate as f32;

@@ -150,14 +150,27 @@ pub async fn load(
     config: &SubnetConfig,
     window: u64,
 ) -> Result<(MasterModel, CheckpointManifest), CheckpointError> {
+    let manifest = load_manifest(store, ns, config, window).await?;
+    let model = load_tensors(store, &manifest.tensors_key, &manifest, config).await?;
+    Ok((model, manifest))
+}
+
+#[cfg(feature = "io")]
+/// The manifest of the checkpoint of `window`, checked (format, version, window, config, the
+/// protocol's tensors key) but without its tensors: what a node decides on before fetching them.
+pub async fn load_manifest(
+    store: &Store,
+    ns: &Namespace,
+    config: &SubnetConfig,
+    window: u64,
+) -> Result<CheckpointManifest, CheckpointError> {
     let raw = store.get(&ns.checkpoint_manifest(window), Some(MANIFEST_CAP)).await?;
     let manifest = parse_manifest(&raw, config, Some(window))?;
     // The manifest names the tensors' key; only the protocol's key is acceptable.
     if manifest.tensors_key != ns.checkpoint_tensors(window) {
         return Err(CheckpointError::Manifest(format!("unexpected tensors key {}", manifest.tensors_key)));
     }
-    let model = load_tensors(store, &manifest.tensors_key, &manifest, config).await?;
-    Ok((model, manifest))
+    Ok(manifest)
 }
 
 #[cfg(feature = "io")]
@@ -204,7 +217,7 @@ fn parse_manifest(
 
 #[cfg(feature = "io")]
 /// Downloads the tensors at `key` and checks size, hash, every tensor and the fingerprint.
-async fn load_tensors(
+pub async fn load_tensors(
     store: &Store,
     key: &str,
     manifest: &CheckpointManifest,

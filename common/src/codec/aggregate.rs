@@ -29,7 +29,7 @@ pub enum AggregateError {
 const NORM_EPS: f64 = 1e-8;
 
 /// L2 norm of a peer's decoded values, summed in index order in f64.
-pub(crate) fn norm(t: &EncodedTensor) -> f64 {
+pub fn norm(t: &EncodedTensor) -> f64 {
     (0..t.indices.len()).map(|j| f64::from(t.value(j)).powi(2)).sum::<f64>().sqrt()
 }
 
@@ -75,11 +75,21 @@ fn norm_group(group: &[&EncodedTensor]) -> Vec<f64> {
     acc[..tables.len()].iter().map(|a| a.sqrt()).collect()
 }
 
-/// Median of a non-empty list; the mean of the two middle values for an even count.
-pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
+/// Median of a list; the mean of the two middle values for an even count; `None` when empty.
+pub fn median(mut xs: Vec<f64>) -> Option<f64> {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(xs[n / 2]),
+        _ => Some((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+    }
+}
+
+/// The factor a peer's values are multiplied by before summing (§7.4 step 3): its norm
+/// clipped to the median norm, `f32(min(1, median / (norm + 1e−8)))`.
+pub fn clip_factor(norm: f64, median: f64) -> f32 {
+    (median / (norm + NORM_EPS)).min(1.0) as f32
 }
 
 /// Aggregates one tensor over peers `(uid, tensor)`:
@@ -140,8 +150,8 @@ pub fn aggregate_into(
     }
     let tensors: Vec<&EncodedTensor> = ordered.iter().map(|(_, t)| *t).collect();
     let norms = norms(&tensors, threads);
-    let m = median(norms.clone());
-    let factors: Vec<f32> = norms.iter().map(|n| (m / (n + NORM_EPS)).min(1.0) as f32).collect();
+    let m = median(norms.clone()).ok_or(AggregateError::NoPeers)?;
+    let factors: Vec<f32> = norms.iter().map(|&n| clip_factor(n, m)).collect();
     let contributors: Vec<Contributor> =
         ordered.iter().zip(factors).map(|((_, t), f)| Contributor::new(t, f)).collect();
     let bands = super::bands(g, super::BAND_TARGET);

@@ -16,7 +16,7 @@ pub mod select;
 use crate::config::{CompressionConfig, SubnetConfig};
 use crate::params::{self, ParamSpec};
 
-pub use aggregate::{AggregateError, aggregate, aggregate_into};
+pub use aggregate::{AggregateError, aggregate, aggregate_into, clip_factor, median, norm};
 pub use quant::Quantized;
 
 /// How one tensor is cut into blocks. A 1-D tensor is one row.
@@ -156,20 +156,15 @@ impl EncodedTensor {
         }
     }
 
-    /// L2 norm of the transmitted values, summed in index order in f64 (the norm §7.4 clips
-    /// by; a DCT is orthonormal, so it is also the decoded tensor's).
-    pub fn norm(&self) -> f64 {
-        (0..self.indices.len()).map(|j| f64::from(self.value(j)).powi(2)).sum::<f64>().sqrt()
-    }
-
-    /// The same update with every value multiplied by `f` (a quantized tensor scales its shift
-    /// and table, so its codes stay).
+    /// The same update with every value multiplied by `f` as the aggregate does it (§7.4: the
+    /// decoded value times `f`, one f32 product): a quantized tensor's table becomes
+    /// `value(q)·f` with a zero shift, so its codes stay and it decodes to those very bits.
     pub fn scaled(&self, f: f32) -> EncodedTensor {
         let values = match &self.values {
             Values::Quantized(q) => Values::Quantized(quant::Quantized {
-                shift: q.shift * f,
+                shift: 0.0,
                 scale: q.scale * f,
-                table: q.table.iter().map(|v| v * f).collect(),
+                table: (0..q.table.len()).map(|c| q.value(c as u8) * f).collect(),
                 codes: q.codes.clone(),
             }),
             Values::Raw(v) => Values::Raw(v.iter().map(|x| x * f).collect()),

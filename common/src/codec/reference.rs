@@ -134,7 +134,7 @@ pub fn aggregate(
         }
     }
     let norms: Vec<f64> = ordered.iter().map(|(_, t)| norm(t)).collect();
-    let m = median(norms.clone());
+    let m = median(norms.clone()).ok_or(AggregateError::NoPeers)?;
     let len = g.block_len();
     let mut sum = vec![0f32; g.numel()];
     let mut count = vec![0u32; g.numel()];
