@@ -26,7 +26,7 @@ const RECORD_CAP: u64 = 1 << 20;
 /// to [`RECORD_POLL_MAX`] (every node polls every witness, so a long wait must not hammer
 /// validators' buckets).
 const RECORD_POLL: Duration = Duration::from_millis(250);
-const RECORD_POLL_MAX: Duration = Duration::from_secs(4);
+const RECORD_POLL_MAX: Duration = Duration::from_secs(1);
 /// Checkpoints tried, newest first, before a node starts from genesis instead.
 const CHECKPOINT_TRIES: usize = 16;
 
