@@ -23,6 +23,11 @@ def main():
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss.item()
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    # What a user types first: generate from the tokenizer's whole output (transformers 4.x
+    # refuses token_type_ids the model does not take).
+    prompt = tokenizer(request["text"][:16], return_tensors="pt")
+    with torch.no_grad():
+        generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
     embed = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
     print(json.dumps({
@@ -30,6 +35,8 @@ def main():
         "loss": loss,
         "text_ids": tokenizer(request["text"], add_special_tokens=False)["input_ids"],
         "eos_token_id": tokenizer.eos_token_id,
+        "input_names": sorted(prompt.keys()),
+        "generated": generated.shape[1] - prompt["input_ids"].shape[1],
         "tied": head.data_ptr() == embed.data_ptr(),
     }))
 

@@ -64,7 +64,16 @@ async fn load(config: &SubnetConfig, opts: &ExportOptions) -> Result<(MasterMode
     match &opts.checkpoint {
         Some(folder) => {
             let store = Store::open(folder, &config.storage).with_context(|| format!("opening {folder}"))?;
-            checkpoint::load_folder(&store, config).await.with_context(|| format!("loading the checkpoint in {folder}"))
+            checkpoint::load_folder(&store, config)
+                .await
+                .map_err(|e| match e {
+                    checkpoint::CheckpointError::Config { .. } => anyhow::anyhow!(
+                        "{e}: pass the config the checkpoint was made under with --config (a devnet writes it to \
+                         DIR/config.json, a localnet to DIR/subnet.json)"
+                    ),
+                    e => e.into(),
+                })
+                .with_context(|| format!("loading the checkpoint in {folder}"))
         }
         None => {
             let store = Store::open(&config.storage.url, &config.storage)?;

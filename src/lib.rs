@@ -6,6 +6,7 @@ pub mod config_reference;
 pub mod devnet;
 pub mod export;
 pub mod localnet;
+pub mod metagraph;
 pub mod prepare;
 pub mod quickstart;
 pub mod synth;

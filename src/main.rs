@@ -15,7 +15,8 @@ use ferrum_common::{Dataset, Hotkey, Preset, SubnetConfig};
 #[derive(Parser)]
 #[command(name = "ferrum", version, about = "Ferrum subnet tool: config, data, benchmarks, quick start")]
 struct Cli {
-    /// Subnet config file (JSON); the `small` preset's defaults when absent.
+    /// Subnet config file (JSON). When absent: the command's `--preset` where it has one, else
+    /// the `small` preset's defaults.
     #[arg(long, global = true, env = "FERRUM_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -53,7 +54,8 @@ enum Command {
         #[arg(long, env = "FERRUM_DEVNET_FAULTS", value_delimiter = ',')]
         faults: Vec<String>,
         /// Windows to run.
-        #[arg(long, env = "FERRUM_DEVNET_WINDOWS", default_value_t = 6)]
+        #[arg(long, env = "FERRUM_DEVNET_WINDOWS", default_value_t = 6,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         windows: u64,
         /// Config preset (a bytes-tokenizer one: test or small); a --config file replaces it.
         #[arg(long, env = "FERRUM_PRESET", default_value = "test")]
@@ -93,7 +95,35 @@ enum Command {
         #[arg(long, env = "FERRUM_TOKENIZER")]
         tokenizer: Option<PathBuf>,
     },
-    /// Start a subnet on the real subtensor runtime (chopsticks, 12 s blocks) with a local store,
+    /// A subnet's neurons as Ferrum sees them: uid, role, hotkey, stake, incentive, dividends,
+    /// permit, last weights and who weights whom, bucket commitment, whether its records count
+    /// toward agreement, and what keeps nodes from using it. Reads plain chain storage, so it
+    /// works on every runtime Ferrum supports (the localnet's included).
+    Metagraph {
+        /// Subnet id.
+        #[arg(long, env = "FERRUM_NETUID", default_value_t = 1)]
+        netuid: u16,
+        /// `finney`, `test` or `local` (the Bittensor SDK's endpoints).
+        #[arg(long = "subtensor.network", env = "BT_SUBTENSOR_NETWORK", default_value = "finney")]
+        network: String,
+        /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
+        #[arg(long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
+        chain_endpoint: Option<String>,
+        /// Read at this block (default: the best block).
+        #[arg(long, env = "FERRUM_BLOCK")]
+        block: Option<u64>,
+        /// Judge bucket URLs as nodes started with --peers.allow_local do (a devnet or localnet).
+        #[arg(long = "peers.allow_local", env = "FERRUM_PEERS_ALLOW_LOCAL")]
+        peers_allow_local: bool,
+        /// Judge bucket URLs as nodes started with --peers.allow_private do.
+        #[arg(long = "peers.allow_private", env = "FERRUM_PEERS_ALLOW_PRIVATE")]
+        peers_allow_private: bool,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a subnet on the real subtensor runtime (chopsticks, a block every slot of the
+    /// runtime: 3 s at spec 218) with a local store,
     /// fund, register and stake its owner, validators and miners, and print the commands that
     /// run each node in a terminal of its own. Runs until Ctrl-C.
     Localnet {
@@ -132,6 +162,10 @@ enum Command {
         /// Weights by commit and reveal.
         #[arg(long, env = "FERRUM_LOCALNET_COMMIT_REVEAL")]
         commit_reveal: bool,
+        /// Blocks between epochs, where incentive, dividends and permits are computed
+        /// (default: 9 with --commit-reveal, else 99).
+        #[arg(long, env = "FERRUM_LOCALNET_TEMPO")]
+        tempo: Option<u16>,
         /// Print commands that run the `miner` and `validator` binaries from this folder
         /// instead of `cargo run`.
         #[arg(long, env = "FERRUM_LOCALNET_BIN_DIR")]
@@ -213,7 +247,8 @@ enum BenchCmd {
         preset: String,
         #[arg(long, env = "FERRUM_CONVERGE_MINERS", default_value_t = 4)]
         miners: usize,
-        #[arg(long, env = "FERRUM_CONVERGE_WINDOWS", default_value_t = 20)]
+        #[arg(long, env = "FERRUM_CONVERGE_WINDOWS", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         windows: u64,
         /// Inner steps per window (default: the devnet's 8).
         #[arg(long, env = "FERRUM_CONVERGE_INNER_STEPS", default_value_t = 8)]
@@ -455,6 +490,30 @@ async fn run(cli: Cli) -> Result<()> {
                 report.print()?;
             }
         }
+        Command::Metagraph { netuid, network, chain_endpoint, block, peers_allow_local, peers_allow_private, json } => {
+            let url = match chain_endpoint {
+                Some(url) => url,
+                None => ferrum_node::cli::network_endpoint(&network)
+                    .with_context(|| format!("--subtensor.network {network}: unknown; use finney, test, local or --subtensor.chain_endpoint"))?
+                    .to_string(),
+            };
+            let chain = ferrum_chain::SubtensorChain::connect(&url, std::time::Duration::from_secs(30), 3)
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
+            let burn_uid = SubnetConfig::load_or_default(cli.config.as_deref())?.weights.burn_uid;
+            let policy = ferrum_common::location::PeerUrlPolicy {
+                allow_local: peers_allow_local,
+                allow_private: peers_allow_private,
+            };
+            let (at, rows) = ferrum::metagraph::read(&chain, netuid, block, &policy, burn_uid).await?;
+            if json {
+                outln!("{}", serde_json::json!({ "netuid": netuid, "block": at, "neurons": rows }))?;
+            } else {
+                outln!("netuid {netuid} at block {at}, {} neurons", rows.len())?;
+                use std::io::Write as _;
+                write!(std::io::stdout().lock(), "{}", ferrum::metagraph::table(&rows))?;
+            }
+        }
         Command::Export { hf, checkpoint, netuid, tokenizer } => {
             let config = SubnetConfig::load_or_default(cli.config.as_deref())?;
             let opts = ferrum::export::ExportOptions { out: hf, checkpoint, netuid, tokenizer };
@@ -483,6 +542,7 @@ async fn run(cli: Cli) -> Result<()> {
             blocks_per_window,
             put_window_secs,
             commit_reveal,
+            tempo,
             bin_dir,
         } => {
             let opts = ferrum::localnet::LocalnetOptions {
@@ -498,6 +558,7 @@ async fn run(cli: Cli) -> Result<()> {
                 blocks_per_window,
                 put_window_secs,
                 commit_reveal,
+                tempo,
                 bin_dir,
             };
             localnet(opts).await?;

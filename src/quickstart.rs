@@ -111,11 +111,11 @@ pub async fn run(dir: &Path, corpus_mb: u64, config_path: Option<&Path>) -> Resu
     let config_arg = config_file.display();
     outln!("done. Next, from this directory:")?;
     outln!(
-        "   cargo run --bin ferrum -- --config {config_arg} data sample --index 0 --tokenizer {}",
+        "   cargo run --release --bin ferrum -- --config {config_arg} data sample --index 0 --tokenizer {}",
         config.data.tokenizer
     )?;
     outln!(
-        "   cargo run -p ferrum-miner -- --config {config_arg} --hotkey {} check --uid 1 --window {WINDOW}",
+        "   cargo run --release -p ferrum-miner -- --config {config_arg} --hotkey {} check --uid 1 --window {WINDOW}",
         Hotkey::from_dev_uri(DEV_MINERS[0])?
     )?;
     Ok(())

@@ -81,6 +81,7 @@ impl Subnet {
                 stake: n.stake,
                 validator_permit: n.permit,
                 incentive: n.incentive,
+                dividends: 0,
                 active: block.saturating_sub(n.last_update.max(n.registered_at)) < ACTIVITY_CUTOFF,
                 last_update: n.last_update,
                 registered_at: n.registered_at,

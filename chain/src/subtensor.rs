@@ -441,6 +441,7 @@ impl Chain for SubtensorChain {
             let n: u16 = fetch(&at, MODULE, "SubnetworkN", (netuid,)).await?;
             let permits: Vec<bool> = fetch(&at, MODULE, "ValidatorPermit", (netuid,)).await?;
             let incentive: Vec<u16> = fetch(&at, MODULE, "Incentive", (netuid,)).await?;
+            let dividends: Vec<u16> = fetch(&at, MODULE, "Dividends", (netuid,)).await?;
             let active: Vec<bool> = fetch(&at, MODULE, "Active", (netuid,)).await?;
             let last_update: Vec<u64> = fetch(&at, MODULE, "LastUpdate", (self.storage_index(&at, netuid)?,)).await?;
             // Per-uid reads go out together (one round trip each, not one after another).
@@ -466,6 +467,7 @@ impl Chain for SubtensorChain {
                     stake,
                     validator_permit: permits.get(i).copied().unwrap_or(false),
                     incentive: incentive.get(i).copied().unwrap_or(0),
+                    dividends: dividends.get(i).copied().unwrap_or(0),
                     active: active.get(i).copied().unwrap_or(false),
                     last_update: last_update.get(i).copied().unwrap_or(0),
                     registered_at,

@@ -138,6 +138,36 @@ fn hex_secret(s: &str, len: usize) -> Option<Vec<u8>> {
     (digits.len() == 2 * len).then(|| hex::decode(digits).ok()).flatten()
 }
 
+/// A path with a leading `~` (alone or before `/`) read as the home directory, as
+/// bittensor-wallet reads `--wallet.path`; any other path as given.
+pub fn expand_home(path: &Path) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    match path.strip_prefix("~") {
+        Ok(rest) => home().map_or_else(|| path.to_path_buf(), |h| h.join(rest)),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// A wallet hotkey's address without its secret: the public fields of
+/// `{root}/{wallet}/hotkeys/{hotkey}`, else those of `{hotkey}pub.txt` beside it (what
+/// bittensor-wallet writes next to every key, and all a public-only wallet holds). When neither
+/// names one, the error is the hotkey file's own (missing, encrypted, not a key file).
+pub fn wallet_address(root: &Path, wallet: &str, hotkey: &str) -> Result<Hotkey, WalletError> {
+    let dir = root.join(wallet).join("hotkeys");
+    let public_of = |path: &Path| -> Option<Hotkey> {
+        let bytes = std::fs::read(path).ok()?;
+        let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
+        // An ed25519 or ecdsa key's address is no hotkey: left to the key file's own refusal.
+        let sr25519 = json.get("cryptoType").is_none_or(|t| t.as_u64() == Some(1));
+        sr25519.then(|| expected_public(&json).ok().flatten()).flatten()
+    };
+    let file = dir.join(hotkey);
+    if let Some(address) = public_of(&file).or_else(|| public_of(&dir.join(format!("{hotkey}pub.txt")))) {
+        return Ok(address);
+    }
+    Keypair::from_key_file(&file).map(|k| k.hotkey())
+}
+
 /// `~/.bittensor/wallets`, Bittensor's default wallet root.
 pub fn default_wallet_root() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".bittensor/wallets")
@@ -246,6 +276,34 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(&json).expect("json")).expect("write");
         let err = Keypair::from_key_file(&path).expect_err("mismatch").to_string();
         assert!(err.contains("does not match") && !err.contains(&file_field("uri", "privateKey")[2..20]), "{err}");
+    }
+
+    #[test]
+    fn an_address_comes_from_the_public_file_when_the_secret_is_locked_or_absent() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wallets");
+        let alice = Keypair::from_secret("//Alice", "t").expect("alice").hotkey();
+        // The `uri` key's public file stands in for a secret that cannot be read.
+        assert_eq!(wallet_address(&root, "w", "uri").expect("secret file's public fields"), alice);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hotkeys = dir.path().join("w/hotkeys");
+        std::fs::create_dir_all(&hotkeys).expect("dir");
+        std::fs::copy(fixture("uripub.txt"), hotkeys.join("lockedpub.txt")).expect("copy");
+        std::fs::copy(fixture("enc"), hotkeys.join("locked")).expect("copy");
+        assert_eq!(wallet_address(dir.path(), "w", "locked").expect("pub.txt beside an encrypted key"), alice);
+        // Neither file: the hotkey file's own error, naming it.
+        let err = wallet_address(dir.path(), "w", "absent").expect_err("absent");
+        assert!(matches!(&err, WalletError::Read { path, .. } if path.ends_with("w/hotkeys/absent")), "{err}");
+        std::fs::copy(fixture("enc"), hotkeys.join("lonely")).expect("copy");
+        assert!(matches!(wallet_address(dir.path(), "w", "lonely"), Err(WalletError::Encrypted { .. })));
+    }
+
+    #[test]
+    fn a_leading_tilde_is_home() {
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+        assert_eq!(expand_home(Path::new("~/.bittensor/wallets")), home.join(".bittensor/wallets"));
+        assert_eq!(expand_home(Path::new("~")), home);
+        assert_eq!(expand_home(Path::new("/srv/~x")), PathBuf::from("/srv/~x"));
+        assert_eq!(expand_home(Path::new("~other/w")), PathBuf::from("~other/w"));
     }
 
     #[test]

@@ -463,6 +463,7 @@ mod subtensor {
                 "TotalHotkeyAlpha": keys.iter().enumerate().map(|(i, k)| serde_json::json!([[k, netuid], 1000 + i])).collect::<Vec<_>>(),
                 "BlockAtRegistration": (0..n).map(|i| serde_json::json!([[netuid, i], i])).collect::<Vec<_>>(),
                 "Incentive": [[[netuid], vec![7u16; usize::from(n)]]],
+                "Dividends": [[[netuid], vec![9u16; usize::from(n)]]],
                 "Active": [[[netuid], vec![true; usize::from(n)]]],
                 "ValidatorPermit": [[[netuid], vec![false; usize::from(n)]]],
                 "LastUpdate": [[[netuid], vec![0u64; usize::from(n)]]],
@@ -478,6 +479,7 @@ mod subtensor {
             for (i, neuron) in m.neurons.iter().enumerate() {
                 assert_eq!(format!("0x{}", hex::encode(neuron.hotkey.0)), keys[i]);
                 assert_eq!((neuron.stake, neuron.incentive, neuron.registered_at), (1000 + i as u64, 7, i as u64));
+                assert_eq!(neuron.dividends, 9);
             }
         }
         ms.sort_by(f64::total_cmp);

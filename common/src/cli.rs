@@ -80,8 +80,8 @@ pub fn log_colours() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Prints an error with its causes (`{:#}`) and turns the outcome into the exit status. A
-/// closed stdout (the reader of a pipe went away) is a normal end, not an error.
+/// Prints an error with its causes and turns the outcome into the exit status. A closed stdout
+/// (the reader of a pipe went away) is a normal end, not an error.
 pub fn exit_code<E>(result: Result<(), E>) -> ExitCode
 where
     E: Display + AsRef<dyn std::error::Error + Send + Sync + 'static>,
@@ -90,10 +90,27 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes joined by `: `, leaving out a cause whose text the message before it
+/// already holds (library errors quote their source in their own message, so logs that print
+/// only the top error still say why; printed whole, each cause would appear twice).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 /// Whether an error, or any error in its chain of causes, is a write to a closed pipe.
@@ -128,5 +145,34 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("chain connection: ws://h:1 refused")]
+    struct Refused;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Launch {
+        #[error("connecting to the chain: {0}")]
+        Chain(#[from] Refused),
+    }
+
+    /// Context that does not quote its cause, as anyhow's `.context()` does not.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Context(&'static str, #[source] Box<dyn std::error::Error + Send + Sync>);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let e = Context("starting the miner", Box::new(Launch::from(Refused)));
+        assert_eq!(error_chain(&e), "starting the miner: connecting to the chain: chain connection: ws://h:1 refused");
+        // A cause the message does not quote is still printed.
+        let io = Context("saving state", Box::new(std::io::Error::other("disk full")));
+        assert_eq!(error_chain(&io), "saving state: disk full");
     }
 }

@@ -52,10 +52,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Check { uid, window }) => {
             // A public address is enough to check; a signing key gives its address too.
-            let hotkey = match cli.node.hotkey() {
-                Ok(h) => h,
-                Err(e) => cli.run.keypair(cli.node.hotkey.as_deref()).map(|k| k.hotkey()).map_err(|_| e)?,
-            };
+            let hotkey = cli.run.address(cli.node.hotkey.as_deref())?;
             check(config, cli.node.netuid, uid, &hotkey, window).await
         }
         None => mine(cli, config).await,

@@ -198,6 +198,30 @@ pub struct Devnet {
     record_wait: Duration,
 }
 
+/// The file that marks a folder as made by `ferrum devnet` or `ferrum localnet`.
+pub const RUN_MARKER: &str = ".ferrum-run";
+
+/// Removes the given sub-folders of a run folder (state of an earlier run) and marks the
+/// folder as Ferrum's. A folder holding one of them without the marker was not made by Ferrum
+/// (a user's `--dir`): it is refused, not emptied.
+pub fn clear_run_folders(dir: &Path, subs: &[&str]) -> Result<()> {
+    let marker = dir.join(RUN_MARKER);
+    let present: Vec<PathBuf> = subs.iter().map(|s| dir.join(s)).filter(|p| p.exists()).collect();
+    if !present.is_empty() && !marker.exists() {
+        bail!(
+            "{} holds {} that ferrum did not make (no {RUN_MARKER} file): choose another --dir, or remove it yourself",
+            dir.display(),
+            present.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
+        );
+    }
+    for p in present {
+        std::fs::remove_dir_all(&p).with_context(|| format!("clearing {}", p.display()))?;
+    }
+    std::fs::write(&marker, "a ferrum devnet or localnet folder: its nodes/ and seaweed/ are wiped at each start\n")
+        .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(())
+}
+
 impl Devnet {
     /// Prepares data, config and chain under `opts.dir` (node state there is wiped; the
     /// dataset is kept and reused), registers the miners and starts them.
@@ -206,10 +230,8 @@ impl Devnet {
             tuned_config(&opts.preset, opts.config.as_ref(), Some(opts.put_window_secs), opts.inner_steps)?;
         std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
         let dir = std::fs::canonicalize(&opts.dir)?;
+        clear_run_folders(&dir, &["nodes"])?;
         let nodes = dir.join("nodes");
-        if nodes.exists() {
-            std::fs::remove_dir_all(&nodes).with_context(|| format!("clearing {}", nodes.display()))?;
-        }
         let tokens = 4 * config.samples_per_window() * u64::from(config.data.sequence_length) * 16;
         let (train_dir, dataset, heldout_ds) = match &opts.datasets {
             Some((train, heldout)) => {

@@ -61,6 +61,8 @@ pub struct LocalnetOptions {
     pub blocks: Option<u64>,
     /// Weights by commit and reveal.
     pub commit_reveal: bool,
+    /// Blocks between epochs (default: 9 with commit-reveal, else 99).
+    pub tempo: Option<u16>,
     /// How the printed commands start a node: `cargo` (`cargo run --release -p …`) or a folder
     /// holding the `miner` and `validator` binaries.
     pub bin_dir: Option<PathBuf>,
@@ -211,12 +213,7 @@ impl Localnet {
         std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
         let dir = std::fs::canonicalize(&opts.dir)?;
         // A new chain each start: state from an earlier run belongs to another chain.
-        for stale in ["nodes", "seaweed"] {
-            let p = dir.join(stale);
-            if p.exists() {
-                std::fs::remove_dir_all(&p).with_context(|| format!("clearing {}", p.display()))?;
-            }
-        }
+        crate::devnet::clear_run_folders(&dir, &["nodes", "seaweed"])?;
         let tokens = 4 * config.samples_per_window() * u64::from(config.data.sequence_length) * 16;
         let dataset = crate::devnet::make_dataset(&dir.join("dataset"), &config, tokens.max(1 << 20), 0).await?;
         config.data.dataset_id = Some(dataset.id().to_string());
@@ -264,7 +261,12 @@ impl Localnet {
         // they happen an hour in the past, so the clock then jumps to now and stays with it.
         chain.time_travel(now_ms() - 3_600_000).await?;
         let client = SubtensorChain::connect(&chain.endpoint(), Duration::from_secs(60), 5).await?;
-        let netuid = create_subnet(&client, &owner, opts.commit_reveal).await?;
+        let tempo = opts.tempo.unwrap_or(if opts.commit_reveal { 9 } else { 99 });
+        if tempo == 0 {
+            bail!("--tempo must be at least 1 block");
+        }
+        let netuid = create_subnet(&client, &owner, opts.commit_reveal, tempo).await?;
+        seed_pool(&chain, netuid).await?;
         let mut nodes = Vec::new();
         for ((role, i), (uri, key)) in roles.iter().zip(&keys) {
             let uid = client.register(&owner, netuid, &key.hotkey()).await?;
@@ -274,6 +276,13 @@ impl Localnet {
                     .submit_call(&owner, ferrum_chain::calls::add_stake(key.hotkey().0, netuid, stake))
                     .await
                     .context("staking the validator")?;
+                let alpha = client.metagraph(netuid, None).await?.neurons.get(usize::from(uid)).map_or(0, |n| n.stake);
+                // At the seeded pool's price of about 1, less than 90 % back means it was not seeded.
+                if alpha < stake / 10 * 9 {
+                    bail!(
+                        "the validator's stake did not land on subnet {netuid}: {stake} rao of TAO bought {alpha} rao of alpha"
+                    );
+                }
             }
             let at =
                 Site { dir: &dir, config: &config_path, netuid, endpoint: chain.endpoint(), store: store.as_ref() };
@@ -376,7 +385,7 @@ fn limits() -> StorageLimits {
 
 /// Registers a subnet owned by `owner` (its hotkey takes uid 0, the burn uid) and sets the
 /// hyperparameters a localnet runs with (sudo).
-async fn create_subnet(client: &SubtensorChain, owner: &Keypair, commit_reveal: bool) -> Result<u16> {
+async fn create_subnet(client: &SubtensorChain, owner: &Keypair, commit_reveal: bool, tempo: u16) -> Result<u16> {
     let sudo = |call: &'static str, args: Vec<Value>| {
         let sudo = ferrum_chain::calls::sudo_admin(call, args);
         async move { client.submit_call(owner, sudo).await.with_context(|| format!("sudo {call}")) }
@@ -404,13 +413,30 @@ async fn create_subnet(client: &SubtensorChain, owner: &Keypair, commit_reveal: 
     }
     sudo("sudo_set_target_registrations_per_interval", vec![u(netuid), u(1000u16)]).await?;
     sudo("sudo_set_max_registrations_per_block", vec![u(netuid), u(1000u16)]).await?;
-    sudo("sudo_set_tempo", vec![u(netuid), u(if commit_reveal { 9u16 } else { 99u16 })]).await?;
+    sudo("sudo_set_tempo", vec![u(netuid), u(tempo)]).await?;
     sudo("sudo_set_weights_set_rate_limit", vec![u(netuid), u(1u64)]).await?;
     sudo("sudo_set_weights_version_key", vec![u(netuid), u(0u64)]).await?;
     sudo("sudo_set_min_allowed_weights", vec![u(netuid), u(1u16)]).await?;
     sudo("sudo_set_max_weight_limit", vec![u(netuid), u(u16::MAX)]).await?;
     sudo("sudo_set_commit_reveal_weights_enabled", vec![u(netuid), Value::bool(commit_reveal)]).await?;
     Ok(netuid)
+}
+
+/// Liquidity each side of a new subnet's pool: 100,000 TAO against 100,000 alpha.
+const POOL_RAO: u64 = 100_000_000_000_000;
+
+/// Gives the new subnet's pool the depth of a subnet in use. A subnet registered on this
+/// genesis holds almost no alpha in its pool, so `add_stake` swaps 1,000 TAO for about 0
+/// alpha: validators would hold no stake on the subnet, earn no dividends and give miners no
+/// incentive. At price 1 and this depth, 1,000 TAO buy 990 alpha, and a second validator gets
+/// within 1 % of the first. Both sides are written together: a block built on a pool whose
+/// price is far from its alpha side's was seen to lose the write.
+async fn seed_pool(chain: &Chopsticks, netuid: u16) -> Result<()> {
+    let pool = serde_json::json!([[[netuid], POOL_RAO.to_string()]]);
+    chain
+        .set_storage(serde_json::json!({ "SubtensorModule": { "SubnetTAO": pool, "SubnetAlphaIn": pool } }))
+        .await
+        .context("seeding the subnet's pool")
 }
 
 async fn subnets(client: &SubtensorChain) -> Vec<u16> {

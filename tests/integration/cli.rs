@@ -119,3 +119,21 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("panicked") && err.is_empty(), "{err}");
 }
+
+#[test]
+fn devnet_refuses_a_folder_it_did_not_make_and_absurd_window_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mine = dir.path().join("nodes/notes.txt");
+    std::fs::create_dir_all(mine.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&mine, "a user's file").expect("write");
+    let o = ferrum(&["devnet", "--windows", "1", "--dir", dir.path().to_str().expect("utf-8")]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("ferrum did not make"), "{err}");
+    assert_eq!(std::fs::read_to_string(&mine).expect("kept"), "a user's file");
+
+    for windows in ["0", "18446744073709551615"] {
+        let o = ferrum(&["devnet", "--windows", windows, "--dir", dir.path().to_str().expect("utf-8")]);
+        let (_, err) = text(&o);
+        assert!(!o.status.success() && err.contains("--windows"), "{windows}: {err}");
+    }
+}

@@ -62,6 +62,9 @@ async fn export_and_compare(tied: bool) {
     for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+    let tokenizer_config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("tokenizer_config.json")).expect("read")).expect("json");
+    assert_eq!(tokenizer_config["model_input_names"], serde_json::json!(["input_ids", "attention_mask"]));
 
     // Fixed sequences: the text's bytes, and an end of document inside one.
     let len = config.data.sequence_length as usize;
@@ -93,6 +96,8 @@ async fn export_and_compare(tied: bool) {
     assert_eq!(theirs["text_ids"], serde_json::json!(ids));
     assert_eq!(theirs["eos_token_id"], 256);
     assert_eq!(theirs["tied"], tied);
+    assert_eq!(theirs["input_names"], serde_json::json!(["attention_mask", "input_ids"]));
+    assert!(theirs["generated"].as_u64().is_some_and(|n| n >= 1), "generate made no tokens: {theirs}");
 }
 
 #[tokio::test]
@@ -118,6 +123,15 @@ async fn an_altered_checkpoint_is_refused() {
     let manifest =
         checkpoint::save(&store, &ns, &config.hash(), 2, 1, &MasterModel::genesis(&config)).await.expect("save");
     let tensors = dir.path().join("bucket").join(&manifest.tensors_key);
+    // Under another config: refused, saying which flag fixes it.
+    let mut other = config.clone();
+    other.training.learning_rate *= 2.0;
+    let other_file = dir.path().join("other.json");
+    std::fs::write(&other_file, other.to_pretty_json()).expect("config");
+    let run = export(&other_file, tensors.parent().expect("folder"), &dir.path().join("hf-other"));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && err.contains("made under config") && err.contains("--config"), "{err}");
+
     let mut bytes = std::fs::read(&tensors).expect("tensors");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;

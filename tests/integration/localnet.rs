@@ -1,7 +1,11 @@
 //! The subnet as separate OS processes on the real subtensor runtime: `ferrum localnet` (chopsticks
 //! and SeaweedFS), one validator and three miners started from the commands it prints. Every node
 //! must hold the same model fingerprint each window, the validator's weights must be readable
-//! from the chain, and a miner killed with SIGKILL and restarted must rejoin.
+//! from the chain, and a miner killed with SIGKILL and restarted must rejoin. The validator's stake
+//! must land on the subnet, making it the witness whose records decide each window. A fourth
+//! miner keeps its bucket on a server of its own that lies (tests/integration/hostile_s3.rs:
+//! each payload as uploaded to its first reader only, other bytes written after the window to
+//! every later one), and the honest nodes must still agree every window.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -100,10 +104,13 @@ fn wait_for<T>(what: &str, limit: Duration, nodes: &[Node], mut f: impl FnMut() 
     }
 }
 
-/// Windows every running node applied, with the fingerprints they hold; panics on a split.
+/// The miner whose bucket lies: not an honest node, so not held to the others' model.
+const ATTACKER: &str = "miner-4";
+
+/// Windows every running honest node applied, with the fingerprints they hold; panics on a split.
 fn agreed(nodes: &[Node]) -> BTreeMap<u64, (String, Vec<String>)> {
     let mut by_window: BTreeMap<u64, Vec<(String, String, String)>> = BTreeMap::new();
-    for n in nodes {
+    for n in nodes.iter().filter(|n| n.name != ATTACKER) {
         for (w, (fp, accepted)) in n.applied() {
             by_window.entry(w).or_default().push((n.name.clone(), fp, accepted));
         }
@@ -126,7 +133,7 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
     // 6 blocks of the runtime's 3 s and a 5 s put window: an 18 s window, so a dozen windows
     // fit in a few minutes.
     let mut localnet = Command::new(env!("CARGO_BIN_EXE_ferrum"))
-        .args(["localnet", "--port", "0", "--storage", "s3", "--miners", "3", "--validators", "1"])
+        .args(["localnet", "--port", "0", "--storage", "s3", "--miners", "4", "--validators", "1"])
         .args(["--blocks-per-window", "6", "--put-window-secs", "5", "--dir"])
         .arg(root)
         .stdin(Stdio::null())
@@ -177,18 +184,24 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
         })
         .collect();
     let uid_of = |nodes: &[Node], name: &str| nodes.iter().find(|n| n.name == name).map(|n| n.uid).expect("node");
+    let hostile = crate::hostile_s3::HostileS3::start();
+    let attacker = nodes.iter_mut().find(|n| n.name == ATTACKER).expect("attacker");
+    let at = attacker.args.iter().position(|a| a == "--storage.url").expect("--storage.url") + 1;
+    attacker.args[at] = format!("s3://ferrum-hostile/{ATTACKER}?endpoint={}", hostile.endpoint);
+    // Its own bucket elsewhere, it may not read the others' (unsigned reads are refused there);
+    // it only needs to upload on time, so it waits for no one's records.
+    attacker.args.extend(["--gather.record_wait_secs".to_string(), "0".to_string()]);
     for n in &mut nodes {
         n.start();
     }
 
-    // All four apply a window in which the three miners' payloads were all accepted.
-    let full = wait_for("a window with all three miners aggregated", Duration::from_secs(420), &nodes, || {
+    // The four honest nodes apply a window in which the three honest miners were all aggregated.
+    let honest: Vec<String> = ["miner-1", "miner-2", "miner-3"].iter().map(|m| uid_of(&nodes, m).to_string()).collect();
+    let full = wait_for("a window with all three honest miners aggregated", Duration::from_secs(420), &nodes, || {
         let miner_1 = nodes[1].applied();
-        agreed(&nodes)
-            .into_iter()
-            .filter(|(_, (_, names))| names.len() == 4)
-            .map(|(w, _)| w)
-            .find(|w| miner_1.get(w).is_some_and(|(_, accepted)| accepted.split(", ").count() == 3))
+        agreed(&nodes).into_iter().filter(|(_, (_, names))| names.len() == 4).map(|(w, _)| w).find(|w| {
+            miner_1.get(w).is_some_and(|(_, accepted)| honest.iter().all(|u| accepted.split(", ").any(|a| a == u)))
+        })
     });
 
     // Kill miner-2 with SIGKILL, let a window pass, restart it from its state directory.
@@ -212,14 +225,98 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
     let windows = agreed(&nodes);
     assert!(windows.range(killed_at..=rejoined).all(|(_, (_, names))| names.iter().any(|n| n == "miner-2")));
 
-    // The validator's weights are on chain.
+    // The validator's weights are on chain, its stake landed on the subnet, and it was every
+    // node's witness: the windows were decided by its records, not by each node alone.
+    let validator = uid_of(&nodes, "validator-1");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let weights = rt.block_on(async {
+    let (weights, stake, next_index) = rt.block_on(async {
         let chain = SubtensorChain::connect(&endpoint, Duration::from_secs(30), 3).await.expect("connect");
-        chain.weights(netuid, uid_of(&nodes, "validator-1")).await.expect("weights")
+        let weights = chain.weights(netuid, validator).await.expect("weights");
+        let metagraph = chain.metagraph(netuid, None).await.expect("metagraph");
+        let stake = metagraph.neurons.iter().find(|n| n.uid == validator).map(|n| n.stake).expect("validator");
+        // The SDK's name for the next nonce answers as chopsticks' own does.
+        let rpc = subxt::rpcs::RpcClient::from_insecure_url(&endpoint).await.expect("rpc");
+        let alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+        let mut next: Vec<u64> = Vec::new();
+        for method in ["account_nextIndex", "system_accountNextIndex"] {
+            next.push(rpc.request(method, subxt::rpcs::rpc_params![alice]).await.expect(method));
+        }
+        (weights, stake, next)
     });
+    assert!(stake >= 900_000_000_000, "the validator's 1,000 TAO bought {stake} rao of alpha");
+    assert_eq!(next_index[0], next_index[1], "account_nextIndex against system_accountNextIndex");
+    assert!(next_index[0] > 0, "the owner has sent transactions: {next_index:?}");
+    let witnessed = nodes.iter().filter(|n| n.name != ATTACKER).all(|n| {
+        let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+        text.lines().any(|l| l.contains("gather plan") && l.contains(&format!("witnesses={validator}:")))
+            && text.lines().any(|l| l.contains("window applied") && l.contains("agreement=Confirmed"))
+    });
+    assert!(witnessed, "every node names the validator as witness and confirms a window by its records");
+
+    // The operator's view: `ferrum metagraph` reads the same from plain storage on this runtime.
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrum"))
+        .args(["metagraph", "--json", "--peers.allow_local", "--peers.allow_private", "--netuid"])
+        .arg(netuid.to_string())
+        .args(["--subtensor.chain_endpoint", &endpoint, "--config"])
+        .arg(ready["config"].as_str().expect("config"))
+        .output()
+        .expect("ferrum metagraph");
+    assert!(out.status.success(), "ferrum metagraph: {}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metagraph json");
+    let rows = shown["neurons"].as_array().expect("neurons");
+    let row = |uid: u16| rows.iter().find(|r| r["uid"] == uid).expect("row");
+    let v = row(validator);
+    assert_eq!((v["role"].as_str(), v["witness"].as_bool()), (Some("validator"), Some(true)), "{v}");
+    assert_eq!(v["stake"].as_u64(), Some(stake));
+    let set: Vec<u16> =
+        v["weights_set"].as_array().expect("weights").iter().map(|w| w[0].as_u64().expect("uid") as u16).collect();
+    assert_eq!(set, weights.iter().map(|(u, _)| *u).collect::<Vec<_>>(), "{v}");
+    for m in ["miner-1", "miner-2", "miner-3"] {
+        let r = row(uid_of(&nodes, m));
+        assert_eq!(r["role"], "miner", "{r}");
+        assert_eq!(r["problems"], serde_json::json!([]), "{r}");
+    }
+    assert_eq!(row(0)["role"], "burn");
+    // The attack happened, and the honest nodes that read differently were brought back by the
+    // witness's record (every window above agreed; `agreed` panics otherwise).
+    assert!(hostile.replaced() > 0, "the hostile server never served a late replacement");
+    let repaired = nodes
+        .iter()
+        .filter(|n| n.name != ATTACKER)
+        .any(|n| std::fs::read_to_string(&n.log).unwrap_or_default().contains("agreement=Repaired"));
+    assert!(repaired, "no honest node had to repair a window: the attack never split a read");
     let miners: Vec<u16> = ["miner-1", "miner-2", "miner-3"].iter().map(|m| uid_of(&nodes, m)).collect();
-    assert!(weights.iter().any(|(uid, w)| miners.contains(uid) && *w > 0), "weights on chain: {weights:?}");
+    // What the chain holds is the validator's last submission, and some submission paid a miner
+    // (one slot can leave every miner at zero: a killed miner, a field too small to rank).
+    let validator_log = &nodes.iter().find(|n| n.name == "validator-1").expect("validator").log;
+    let log = std::fs::read_to_string(validator_log).unwrap_or_default();
+    let submitted: Vec<Vec<(u16, f64)>> = log
+        .lines()
+        .filter(|l| l.contains("weights submitted"))
+        .filter_map(|l| {
+            let map = l.split(" weights={").nth(1)?.split('}').next()?;
+            map.split(", ")
+                .map(|kv| kv.split_once(": ").and_then(|(u, w)| Some((u.parse().ok()?, w.parse().ok()?))))
+                .collect()
+        })
+        .collect();
+    let uids = |w: &[(u16, f64)]| {
+        let mut u: Vec<u16> = w.iter().filter(|(_, share)| *share > 0.0).map(|(u, _)| *u).collect();
+        u.sort_unstable();
+        u
+    };
+    let mut on_chain: Vec<u16> = weights.iter().filter(|(_, w)| *w > 0).map(|(u, _)| *u).collect();
+    on_chain.sort_unstable();
+    // The chain was read a moment before the log: the last submission or the one before it.
+    assert!(
+        submitted.iter().rev().take(2).any(|w| uids(w) == on_chain),
+        "weights on chain {weights:?} against the last submitted {:?}",
+        submitted.last()
+    );
+    assert!(
+        submitted.iter().any(|w| w.iter().any(|(u, share)| miners.contains(u) && *share > 0.0)),
+        "no submission paid a miner: {submitted:?}"
+    );
     drop(nodes);
     drop(guard);
 }

@@ -8,6 +8,7 @@ mod dataset;
 mod devnet;
 mod docs;
 mod export;
+mod hostile_s3;
 mod localnet;
 mod payload;
 mod seaweed;

@@ -22,7 +22,8 @@ struct Cli {
     node: NodeArgs,
     #[command(flatten)]
     run: RunArgs,
-    /// Publish a checkpoint every this many windows (0: never).
+    /// Publish a checkpoint every this many windows (0: never): after each window W with
+    /// (W + 1) a multiple of it, so a run shorter than that publishes none.
     #[arg(long = "checkpoint.every", env = "FERRUM_CHECKPOINT_EVERY", default_value_t = 10, global = true)]
     checkpoint_every: u64,
     /// Without a command, the validator runs.
@@ -63,10 +64,7 @@ async fn run(cli: Cli) -> Result<()> {
     let config = cli.node.load_config()?;
     match cli.command {
         Some(Command::Check { window, seed_block_hash }) => {
-            let hotkey = match cli.node.hotkey() {
-                Ok(h) => h,
-                Err(e) => cli.run.keypair(cli.node.hotkey.as_deref()).map(|k| k.hotkey()).map_err(|_| e)?,
-            };
+            let hotkey = cli.run.address(cli.node.hotkey.as_deref())?;
             let mut seed = [0u8; 32];
             if let Some(hash) = &seed_block_hash {
                 hex::decode_to_slice(hash.trim_start_matches("0x"), &mut seed)

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferrum_chain::wallet::default_wallet_root;
+use ferrum_chain::wallet::{default_wallet_root, expand_home, wallet_address};
 use ferrum_chain::{ChainError, Keypair, SubtensorChain, WalletError};
 
 /// A node's identity, chain and local resources.
@@ -13,49 +13,49 @@ use ferrum_chain::{ChainError, Keypair, SubtensorChain, WalletError};
 pub struct RunArgs {
     /// Bittensor wallet name (`{wallet.path}/{wallet.name}/hotkeys/{wallet.hotkey}`); instead of
     /// --hotkey.
-    #[arg(long = "wallet.name", env = "BT_WALLET_NAME")]
+    #[arg(global = true, long = "wallet.name", env = "BT_WALLET_NAME")]
     pub wallet_name: Option<String>,
     /// Hotkey file name within the wallet.
-    #[arg(long = "wallet.hotkey", env = "BT_WALLET_HOTKEY", default_value = "default")]
+    #[arg(global = true, long = "wallet.hotkey", env = "BT_WALLET_HOTKEY", default_value = "default")]
     pub wallet_hotkey: String,
     /// Wallet root (default ~/.bittensor/wallets).
-    #[arg(long = "wallet.path", env = "BT_WALLET_PATH")]
+    #[arg(global = true, long = "wallet.path", env = "BT_WALLET_PATH")]
     pub wallet_path: Option<PathBuf>,
     /// `finney`, `test` or `local` (the Bittensor SDK's endpoints).
-    #[arg(long = "subtensor.network", env = "BT_SUBTENSOR_NETWORK", default_value = "finney")]
+    #[arg(global = true, long = "subtensor.network", env = "BT_SUBTENSOR_NETWORK", default_value = "finney")]
     pub network: String,
     /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
-    #[arg(long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
+    #[arg(global = true, long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
     pub chain_endpoint: Option<String>,
     /// The subnet mechanism whose weights a validator sets (0: the subnet's first). Runtimes
     /// with mechanisms only; elsewhere anything but 0 is refused when weights are set.
-    #[arg(long = "mechid", env = "BT_MECHID", default_value_t = 0)]
+    #[arg(global = true, long = "mechid", env = "BT_MECHID", default_value_t = 0)]
     pub mechid: u8,
     /// Directory for this node's model, error feedback and progress (survives restarts).
-    #[arg(long = "state.dir", env = "FERRUM_STATE_DIR", default_value = "ferrum-state")]
+    #[arg(global = true, long = "state.dir", env = "FERRUM_STATE_DIR", default_value = "ferrum-state")]
     pub state_dir: PathBuf,
     /// Serve Prometheus metrics on this port (127.0.0.1 unless --metrics.public).
-    #[arg(long = "metrics.port", env = "FERRUM_METRICS_PORT")]
+    #[arg(global = true, long = "metrics.port", env = "FERRUM_METRICS_PORT")]
     pub metrics_port: Option<u16>,
     /// Serve metrics on all interfaces.
-    #[arg(long = "metrics.public", env = "FERRUM_METRICS_PUBLIC")]
+    #[arg(global = true, long = "metrics.public", env = "FERRUM_METRICS_PUBLIC")]
     pub metrics_public: bool,
     /// Training backend: flex (CPU), or wgpu / cuda in builds with those features.
-    #[arg(long, env = "FERRUM_BACKEND", default_value = "flex")]
+    #[arg(global = true, long, env = "FERRUM_BACKEND", default_value = "flex")]
     pub backend: String,
     /// Threads for encoding and aggregation (default: all cores).
-    #[arg(long, env = "FERRUM_THREADS")]
+    #[arg(global = true, long, env = "FERRUM_THREADS")]
     pub threads: Option<usize>,
     /// Follow peers' buckets that are local folders (a devnet or localnet on one machine).
-    #[arg(long = "peers.allow_local", env = "FERRUM_PEERS_ALLOW_LOCAL")]
+    #[arg(global = true, long = "peers.allow_local", env = "FERRUM_PEERS_ALLOW_LOCAL")]
     pub peers_allow_local: bool,
     /// Follow peers' buckets over plain http or at loopback and private addresses (a localnet's
     /// S3 server). Link-local addresses are never followed.
-    #[arg(long = "peers.allow_private", env = "FERRUM_PEERS_ALLOW_PRIVATE")]
+    #[arg(global = true, long = "peers.allow_private", env = "FERRUM_PEERS_ALLOW_PRIVATE")]
     pub peers_allow_private: bool,
     /// Longest wait, after applying a window, for the validators' gather records to decide it
     /// (undecided, the node keeps its own set and decides at the next window).
-    #[arg(long = "gather.record_wait_secs", env = "FERRUM_RECORD_WAIT_SECS", default_value_t = 20)]
+    #[arg(global = true, long = "gather.record_wait_secs", env = "FERRUM_RECORD_WAIT_SECS", default_value_t = 20)]
     pub record_wait_secs: u64,
 }
 
@@ -111,8 +111,7 @@ impl RunArgs {
     /// a secret URI / mnemonic.
     pub fn keypair(&self, hotkey_flag: Option<&str>) -> Result<Keypair, KeyError> {
         if let Some(name) = &self.wallet_name {
-            let root = self.wallet_path.clone().unwrap_or_else(default_wallet_root);
-            return Ok(Keypair::from_wallet(&root, name, &self.wallet_hotkey)?);
+            return Ok(Keypair::from_wallet(&self.wallet_root(), name, &self.wallet_hotkey)?);
         }
         let secret = hotkey_flag.ok_or(KeyError::Missing)?;
         if let Some(var) = secret.strip_prefix("env:") {
@@ -128,6 +127,26 @@ impl RunArgs {
         Ok(Keypair::from_secret(secret, "--hotkey")?)
     }
 
+    /// The hotkey's address, for commands that need no signature (`check`): `--hotkey` as an
+    /// address, else the wallet's public key (from the hotkey file, or `{hotkey}pub.txt` when
+    /// the secret is encrypted or absent), else the key `--hotkey` names. The error says why
+    /// each source was refused.
+    pub fn address(&self, hotkey_flag: Option<&str>) -> Result<ferrum_common::Hotkey, KeyError> {
+        if let Some(address) = hotkey_flag.and_then(|h| h.parse::<ferrum_common::Hotkey>().ok()) {
+            return Ok(address);
+        }
+        if let Some(name) = &self.wallet_name {
+            return Ok(wallet_address(&self.wallet_root(), name, &self.wallet_hotkey)?);
+        }
+        self.keypair(hotkey_flag).map(|k| k.hotkey())
+    }
+
+    /// `--wallet.path` with a leading `~` read as the home directory (as bittensor-wallet does),
+    /// else Bittensor's default root.
+    pub fn wallet_root(&self) -> PathBuf {
+        self.wallet_path.as_deref().map_or_else(default_wallet_root, expand_home)
+    }
+
     /// The endpoint to connect to.
     pub fn endpoint(&self) -> Result<String, String> {
         match &self.chain_endpoint {
@@ -141,10 +160,37 @@ impl RunArgs {
         }
     }
 
-    /// Connects to the chain (retrying with backoff while it is unreachable).
+    /// Connects to the chain, retrying with a doubling pause (1 s to 30 s, 8 tries) while it is
+    /// unreachable, and saying so each time: an operator sees at once which endpoint it is
+    /// trying and why it fails.
     pub async fn connect(&self) -> Result<SubtensorChain, ChainError> {
+        const ATTEMPTS: u32 = 8;
         let url = self.endpoint().map_err(ChainError::Connection)?;
-        Ok(SubtensorChain::connect(&url, Duration::from_secs(60), 8).await?.with_mechanism(self.mechid))
+        tracing::info!(endpoint = %url, "connecting to the chain");
+        let mut pause = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            match SubtensorChain::connect(&url, Duration::from_secs(60), 1).await {
+                Ok(chain) => {
+                    tracing::info!(endpoint = %url, "connected to the chain");
+                    return Ok(chain.with_mechanism(self.mechid));
+                }
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    tracing::warn!(
+                        endpoint = %url,
+                        attempt,
+                        of = ATTEMPTS,
+                        retry_in_secs = pause.as_secs(),
+                        error = %e,
+                        "chain unreachable; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Everything a node binary does before its loop: the signing key, the preflight (config,
@@ -218,6 +264,46 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         run: RunArgs,
+    }
+
+    #[derive(Parser)]
+    struct WithCheck {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(subcommand)]
+        command: Option<Sub>,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Check,
+    }
+
+    #[test]
+    fn node_flags_may_follow_the_subcommand_and_the_wallet_path_expands_home() {
+        let after = WithCheck::try_parse_from(["x", "check", "--wallet.name", "w", "--wallet.path", "~/ws"])
+            .expect("wallet flags after check");
+        assert!(matches!(after.command, Some(Sub::Check)));
+        assert_eq!(after.run.wallet_name.as_deref(), Some("w"));
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+        assert_eq!(after.run.wallet_root(), home.join("ws"));
+    }
+
+    #[test]
+    fn check_gets_an_address_or_the_real_reason() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../chain/tests/fixtures/wallets");
+        let root = root.to_str().expect("utf-8");
+        let alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+        let run = |args: &[&str]| Cli::parse_from([&["x"], args].concat()).run;
+        let wallet = run(&["--wallet.path", root, "--wallet.name", "w", "--wallet.hotkey", "uri"]);
+        assert_eq!(wallet.address(None).expect("wallet").to_ss58(), alice);
+        assert_eq!(run(&[]).address(Some(alice)).expect("address").to_ss58(), alice);
+        let reason = |r: RunArgs| r.address(None).expect_err("refused").to_string();
+        let ed = reason(run(&["--wallet.path", root, "--wallet.name", "w", "--wallet.hotkey", "ed"]));
+        assert!(ed.contains("ed25519"), "{ed}");
+        let missing = reason(run(&["--wallet.path", root, "--wallet.name", "w", "--wallet.hotkey", "nope"]));
+        assert!(missing.contains("cannot read key file") && missing.contains("nope"), "{missing}");
+        assert!(reason(run(&[])).contains("--wallet.name"));
     }
 
     #[test]

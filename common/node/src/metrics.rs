@@ -54,18 +54,35 @@ impl Metrics {
         let bound = listener.local_addr()?.port();
         let metrics = self.clone();
         tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
+            loop {
+                // An accept error (out of file descriptors, a reset connection) is passing: pause
+                // and go on, so one bad moment does not end the endpoint for the node's life.
+                let mut socket = match listener.accept().await {
+                    Ok((socket, _)) => socket,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics endpoint: accept failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let body = metrics.render();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1024];
-                    // The request itself does not matter; read what is there and answer.
-                    let _ = socket.read(&mut buf).await;
+                    // The request itself does not matter; read what is there and answer. A client
+                    // that sends nothing is dropped after a few seconds, not held forever.
+                    let read = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf)).await;
+                    if read.is_err() {
+                        return;
+                    }
                     let head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         body.len()
                     );
-                    let _ = socket.write_all(head.as_bytes()).await;
-                    let _ = socket.write_all(body.as_bytes()).await;
+                    let write = async {
+                        socket.write_all(head.as_bytes()).await?;
+                        socket.write_all(body.as_bytes()).await
+                    };
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), write).await;
                 });
             }
         });

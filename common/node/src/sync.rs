@@ -280,8 +280,20 @@ impl Sync {
             reserve_peers: tiers.reserve_peers as usize,
             burn_uid: self.config.weights.burn_uid,
         };
-        let witnesses = agreement::witnesses(&peers).into_iter().cloned().collect();
-        Ok(WindowPlan { window, put, candidates: gather::candidates(&peers, &boundary_hash, &rules), witnesses })
+        let witnesses: Vec<Peer> = agreement::witnesses(&peers).into_iter().cloned().collect();
+        let candidates = gather::candidates(&peers, &boundary_hash, &rules);
+        // What the ranking saw, so an operator (and the localnet test) can hold it against the
+        // chain's incentive at the boundary block.
+        let ranked: Vec<String> = candidates.iter().map(|p| format!("{}:{}", p.uid, p.incentive)).collect();
+        let stakes: Vec<String> = witnesses.iter().map(|p| format!("{}:{}", p.uid, p.stake)).collect();
+        tracing::info!(
+            window,
+            boundary = self.schedule.put_window_block(window),
+            candidates = %ranked.join(" "),
+            witnesses = %stakes.join(" "),
+            "gather plan"
+        );
+        Ok(WindowPlan { window, put, candidates, witnesses })
     }
 
     /// Every registered neuron at `window`'s boundary with its bucket (if committed by then),

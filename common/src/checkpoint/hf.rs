@@ -130,7 +130,10 @@ pub fn tokenizer_config_json(max_length: u32) -> Value {
         "model_max_length": max_length,
         "clean_up_tokenization_spaces": false,
         "add_bos_token": false,
-        "add_eos_token": false
+        "add_eos_token": false,
+        // LLaMA takes no token_type_ids: without this list the fast tokenizer returns them and
+        // transformers 4.x's `generate(**tokenizer(prompt))` refuses the unused argument.
+        "model_input_names": ["input_ids", "attention_mask"]
     })
 }
 

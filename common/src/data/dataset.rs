@@ -123,6 +123,10 @@ impl Dataset {
                 found: self.id.to_string(),
             });
         }
+        // A node is assigned this many distinct samples a window: with fewer it trains nothing.
+        if config.samples_per_window() > self.num_samples() {
+            return Err(DataError::TooSmall { needed: config.samples_per_window(), total: self.num_samples() });
+        }
         Ok(())
     }
 

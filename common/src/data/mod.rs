@@ -29,6 +29,11 @@ pub enum DataError {
     WrongDataset { store: String, expected: String, found: String },
     #[error("dataset does not match the config: {field} is {found} in the manifest but {expected} in the config")]
     ConfigMismatch { field: &'static str, expected: String, found: String },
+    #[error(
+        "the dataset holds {total} samples, fewer than a window assigns each node (training.inner_steps × \
+         training.batch_size = {needed}): lower one of them or use a larger dataset"
+    )]
+    TooSmall { needed: u64, total: u64 },
     #[error("shard {shard} ({key}): {reason}")]
     Shard { shard: usize, key: String, reason: String },
     #[error("sample {index} (shard {shard}) does not match its hash: corrupted or altered data")]

@@ -217,6 +217,17 @@ impl Store {
                 let builder = if anonymous {
                     AmazonS3Builder::new().with_skip_signature(true)
                 } else {
+                    // Without keys the S3 client asks a cloud metadata service for some, which
+                    // only AWS itself has: at any other endpoint say what is missing instead.
+                    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+                    let custom_endpoint = endpoint.is_some() || env("AWS_ENDPOINT_URL") || env("AWS_ENDPOINT");
+                    if credentials.is_none() && custom_endpoint && !env("AWS_ACCESS_KEY_ID") {
+                        return Err(open_err(
+                            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (this endpoint is \
+                             not AWS, so no instance role can supply them)"
+                                .into(),
+                        ));
+                    }
                     AmazonS3Builder::from_env()
                 };
                 let mut b = builder.with_client_options(client).with_retry(retry).with_bucket_name(bucket);
@@ -496,5 +507,20 @@ mod tests {
             assert!(parse_key(bad).is_err(), "{bad}");
         }
         assert!(parse_key("v1/3/abcd/payloads/12/4.frp").is_ok());
+    }
+
+    #[test]
+    fn a_bucket_outside_aws_without_keys_says_so() {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+            return; // keys in this environment: the refusal does not apply
+        }
+        let at = Location::parse("s3://b/p?endpoint=http://127.0.0.1:9").expect("location");
+        let limits = StorageLimits::from(&crate::SubnetConfig::default().storage);
+        let err = Store::open_location(&at, limits).expect_err("no keys").to_string();
+        assert!(err.contains("no S3 credentials") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+        // Given keys, or reading anonymously, it opens.
+        let keys = S3Credentials { access_key_id: "k".into(), secret_access_key: "s".into() };
+        assert!(Store::open_with(&at, limits, Some(&keys)).is_ok());
+        assert!(Store::open_anonymous(&at, limits).is_ok());
     }
 }
