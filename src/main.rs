@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ferrum::{prepare, quickstart, synth, tokenizer};
 use ferrum_common::assignment::{SampleRequest, assign_samples};
-use ferrum_common::cli::{exit_code, init_tracing};
+use ferrum_common::cli::{exit_code, init_tracing_at};
 use ferrum_common::storage::Store;
 use ferrum_common::{Dataset, Hotkey, Preset, SubnetConfig};
 
@@ -367,8 +367,10 @@ struct PrepareArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code(run(Cli::parse()).await)
+    let cli = Cli::parse();
+    // The devnet runs every node in this process: their INFO lines would bury its own report.
+    init_tracing_at(if matches!(cli.command, Command::Devnet { .. }) { "warn" } else { "info" });
+    exit_code(run(cli).await)
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -594,8 +596,17 @@ async fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             eprintln!("devnet: {miners} miners, preset {}, {windows} windows in {}", opts.preset, opts.dir.display());
+            // The report goes to stdout; with --json, stdout is for the summary alone.
+            let report = |line: String| {
+                if json {
+                    eprintln!("{line}");
+                } else {
+                    // A reader that went away ends nothing here; the run goes on.
+                    let _ = outln!("{line}");
+                }
+            };
             let summary = ferrum::devnet::run(&opts, |w| {
-                eprintln!(
+                report(format!(
                     "window {:>4}  loss {:.4}  in_sync {}  peers {:?}  uploaded {} B  {:.1} s  fingerprint {}",
                     w.window,
                     w.loss,
@@ -604,14 +615,14 @@ async fn run(cli: Cli) -> Result<()> {
                     w.bytes_uploaded,
                     w.seconds,
                     w.fingerprints.values().next().map_or("-", |f| &f[..16]),
-                );
+                ));
                 for (uid, why) in &w.skipped {
-                    eprintln!("             skipped uid {uid}: {why}");
+                    report(format!("             skipped uid {uid}: {why}"));
                 }
                 let repaired: Vec<&u16> =
                     w.agreement.iter().filter(|(_, a)| a.starts_with("repaired")).map(|(u, _)| u).collect();
                 if !repaired.is_empty() {
-                    eprintln!("             re-applied with the validators' agreed set: uids {repaired:?}");
+                    report(format!("             re-applied with the validators' agreed set: uids {repaired:?}"));
                 }
             })
             .await?;
@@ -627,7 +638,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
             for m in &summary.miners {
                 if summary.validators > 0 {
-                    eprintln!("miner {:>3} {:<11} weight {:>6.2} %  {}", m.uid, m.role, 100.0 * m.weight, m.reason);
+                    report(format!(
+                        "miner {:>3} {:<11} weight {:>6.2} %  {}",
+                        m.uid,
+                        m.role,
+                        100.0 * m.weight,
+                        m.reason
+                    ));
                 }
             }
             if !all_in_sync {

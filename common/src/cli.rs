@@ -68,8 +68,14 @@ macro_rules! outln {
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). Colour only on a terminal, and
 /// never with `NO_COLOR` set, so logs written to a file or a pipe carry no escape codes.
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// [`init_tracing`] with another level when `RUST_LOG` is unset (a command whose own output is
+/// the point, such as the devnet's per-window lines, keeps its nodes' logs to warnings).
+pub fn init_tracing_at(default: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
         .with_ansi(log_colours())
         .init();

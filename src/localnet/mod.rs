@@ -309,6 +309,14 @@ impl Localnet {
             bail!("localnet config is not valid: {}", list.join("; "));
         }
         std::fs::write(&config_path, config.to_pretty_json())?;
+        // Nodes wait for the validators' records after each window at most a third of a window
+        // (the 20 s default suits windows of minutes; in a localnet's short windows it would eat
+        // the next window's training): undecided, a node settles the window at the next one.
+        let window_secs = config.windows.blocks_per_window as f64 * config.windows.block_time_secs;
+        let record_wait = ((window_secs / 3.0).round() as u64).clamp(2, 20);
+        for n in &mut nodes {
+            n.args.extend(["--gather.record_wait_secs".to_string(), record_wait.to_string()]);
+        }
         // The clock is set once, before any node reads a block: from here on every block is its
         // parent plus a slot, so every reader sees the same timestamps.
         chain.time_travel(now_ms().saturating_sub(slot_ms)).await?;

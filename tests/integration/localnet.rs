@@ -134,7 +134,7 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
     // fit in a few minutes.
     let mut localnet = Command::new(env!("CARGO_BIN_EXE_ferrum"))
         .args(["localnet", "--port", "0", "--storage", "s3", "--miners", "4", "--validators", "1"])
-        .args(["--blocks-per-window", "6", "--put-window-secs", "5", "--dir"])
+        .args(["--blocks-per-window", "6", "--put-window-secs", "5", "--tempo", "20", "--dir"])
         .arg(root)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
@@ -184,13 +184,23 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
         })
         .collect();
     let uid_of = |nodes: &[Node], name: &str| nodes.iter().find(|n| n.name == name).map(|n| n.uid).expect("node");
+    let stake_of = |uid: u16| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let chain = SubtensorChain::connect(&endpoint, Duration::from_secs(30), 3).await.expect("connect");
+            let metagraph = chain.metagraph(netuid, None).await.expect("metagraph");
+            metagraph.neurons.iter().find(|n| n.uid == uid).map(|n| n.stake).expect("neuron")
+        })
+    };
+    let staked = stake_of(uid_of(&nodes, "validator-1"));
     let hostile = crate::hostile_s3::HostileS3::start();
     let attacker = nodes.iter_mut().find(|n| n.name == ATTACKER).expect("attacker");
     let at = attacker.args.iter().position(|a| a == "--storage.url").expect("--storage.url") + 1;
     attacker.args[at] = format!("s3://ferrum-hostile/{ATTACKER}?endpoint={}", hostile.endpoint);
     // Its own bucket elsewhere, it may not read the others' (unsigned reads are refused there);
     // it only needs to upload on time, so it waits for no one's records.
-    attacker.args.extend(["--gather.record_wait_secs".to_string(), "0".to_string()]);
+    let wait = attacker.args.iter().position(|a| a == "--gather.record_wait_secs").expect("record wait") + 1;
+    attacker.args[wait] = "0".to_string();
     for n in &mut nodes {
         n.start();
     }
@@ -244,6 +254,9 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
         (weights, stake, next)
     });
     assert!(stake >= 900_000_000_000, "the validator's 1,000 TAO bought {stake} rao of alpha");
+    // Epochs every 21 blocks pay the validator's stake its emission (on this runtime miners'
+    // incentive stays 0: docs/guides/subnet-owner.md).
+    assert!(stake > staked, "the validator's stake earned nothing: {staked} rao then, {stake} now");
     assert_eq!(next_index[0], next_index[1], "account_nextIndex against system_accountNextIndex");
     assert!(next_index[0] > 0, "the owner has sent transactions: {next_index:?}");
     let witnessed = nodes.iter().filter(|n| n.name != ATTACKER).all(|n| {
