@@ -280,7 +280,8 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
     let row = |uid: u16| rows.iter().find(|r| r["uid"] == uid).expect("row");
     let v = row(validator);
     assert_eq!((v["role"].as_str(), v["witness"].as_bool()), (Some("validator"), Some(true)), "{v}");
-    assert_eq!(v["stake"].as_u64(), Some(stake));
+    // Read a few blocks later: emission may have added to it since, never taken away.
+    assert!(v["stake"].as_u64().is_some_and(|s| s >= stake), "{v} against {stake}");
     let set: Vec<u16> =
         v["weights_set"].as_array().expect("weights").iter().map(|w| w[0].as_u64().expect("uid") as u16).collect();
     assert_eq!(set, weights.iter().map(|(u, _)| *u).collect::<Vec<_>>(), "{v}");
