@@ -109,7 +109,8 @@ enum Command {
         /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
         #[arg(long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
         chain_endpoint: Option<String>,
-        /// Read at this block (default: the best block).
+        /// Read the neurons at this block (default: the best block). Commitments and weights
+        /// are read at the best block whatever this says (the chain client reads them there).
         #[arg(long, env = "FERRUM_BLOCK")]
         block: Option<u64>,
         /// Judge bucket URLs as nodes started with --peers.allow_local do (a devnet or localnet).
