@@ -45,8 +45,9 @@ enum Command {
         #[arg(long, env = "FERRUM_DEVNET_VALIDATORS", default_value_t = 0)]
         validators: usize,
         /// Cheating miners to add, one per name: noise, copier, zeros, wrong-data, replay,
-        /// forged, late, stale, oversized, malformed; and miners whose bucket attacks agreement:
-        /// late-overwrite, late-garbage, equivocate, selective, slow, vanish.
+        /// forged, late, stale, oversized, malformed, sign-flip, scaled, shuffled; and miners
+        /// whose bucket attacks agreement: late-overwrite, late-garbage, equivocate, selective,
+        /// slow, vanish.
         #[arg(long, env = "FERRUM_DEVNET_ADVERSARIES", value_delimiter = ',')]
         adversaries: Vec<String>,
         /// Faults that are nobody's fault: flaky-link (one honest miner cannot reach another's
@@ -76,6 +77,10 @@ enum Command {
         /// The last line of stdout is one JSON object with every window.
         #[arg(long, env = "FERRUM_DEVNET_JSON")]
         json: bool,
+        /// Then run the same devnet without --adversaries and --faults (in DIR/all-honest, same
+        /// data and genesis) and report its held-out loss beside the attacked run's.
+        #[arg(long, env = "FERRUM_DEVNET_COMPARE_HONEST")]
+        compare_honest: bool,
     },
     /// Write a checkpoint as a Hugging Face folder (config.json, model.safetensors, tokenizer
     /// files) that `transformers` loads with AutoModelForCausalLM.from_pretrained. Needs the
@@ -578,6 +583,7 @@ async fn run(cli: Cli) -> Result<()> {
             put_window_secs,
             eval_samples,
             json,
+            compare_honest,
         } => {
             if miners == 0 || windows == 0 {
                 bail!("--miners and --windows must be at least 1");
@@ -594,6 +600,7 @@ async fn run(cli: Cli) -> Result<()> {
                 put_window_secs,
                 inner_steps: Some(inner_steps),
                 eval_samples,
+                compare_honest,
                 ..Default::default()
             };
             eprintln!("devnet: {miners} miners, preset {}, {windows} windows in {}", opts.preset, opts.dir.display());
@@ -631,19 +638,27 @@ async fn run(cli: Cli) -> Result<()> {
             outln!(
                 "devnet: held-out loss {:.4} at genesis, {:.4} after {} windows; every window in sync: {all_in_sync}",
                 summary.initial_loss,
-                summary.windows.last().map_or(f32::NAN, |w| w.loss),
+                summary.final_loss(),
                 summary.windows.len()
             )?;
+            if let (Some(honest), Some(ratio)) = (&summary.all_honest_loss, summary.loss_ratio()) {
+                outln!(
+                    "devnet: the same run without adversaries or faults: {:.4} after {} windows (this run / that: {ratio:.4})",
+                    honest.last().copied().unwrap_or(f32::NAN),
+                    honest.len()
+                )?;
+            }
             if json {
                 outln!("{}", serde_json::to_string(&summary)?)?;
             }
             for m in &summary.miners {
                 if summary.validators > 0 {
                     report(format!(
-                        "miner {:>3} {:<11} weight {:>6.2} %  {}",
+                        "miner {:>3} {:<14} weight {:>6.2} %  {:<14} {}",
                         m.uid,
                         m.role,
                         100.0 * m.weight,
+                        m.rule,
                         m.reason
                     ));
                 }

@@ -42,6 +42,9 @@ pub struct CopyOf {
     pub overlap: f64,
     /// The same update bit for bit (re-signed under another hotkey).
     pub identical: bool,
+    /// Windows of measured evidence behind the attribution (`rules::PairEvidence`).
+    #[serde(default)]
+    pub evidence_windows: u32,
 }
 
 /// One window's facts for every miner the validator considered.
@@ -76,6 +79,69 @@ pub struct MinerRecord {
     /// It has uploaded something at least once: from then on, missing a window counts.
     #[serde(default)]
     pub started: bool,
+    /// The rule behind `excluded_until`.
+    #[serde(default)]
+    pub excluded_by: Option<Rule>,
+}
+
+/// The Gauntlet rule behind a penalty or a verdict (docs/protocol.md §14), so a report says
+/// which test caught a miner, not only in prose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Nothing uploaded so far: not mining yet (informational).
+    NotStarted,
+    /// Nothing usable in time: no bucket or object, early, late, unreachable, not agreed.
+    Missing,
+    /// An object refused by the payload checks (§8): malformed, oversized, forged, replayed, NaN.
+    Invalid,
+    /// Missed more than half of the lookback windows.
+    MissedWindows,
+    /// Missed too many windows in a row: scores reset.
+    Inactive,
+    /// Its updates do not lower the loss on random data (gradient-score EMA at or below 0).
+    NoGain,
+    /// Negative gradient scores in a row, or no gain after enough evaluations: its updates are
+    /// kept out of the gather set.
+    Harmful,
+    /// Its base model is behind the network's, or unknown.
+    Sync,
+    /// It copies another miner's update.
+    Copy,
+    /// The own-data test: its updates do not help its assigned data more than others' do
+    /// (binary EMA below the threshold after the warm-up).
+    OwnData,
+    /// No rule fired, but its standing earns nothing (rating, binary EMA, sync).
+    Standing,
+    /// A record written before rules were named.
+    #[default]
+    Unnamed,
+}
+
+impl Rule {
+    /// The name reports and logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::NotStarted => "not_started",
+            Rule::Missing => "missing",
+            Rule::Invalid => "invalid",
+            Rule::MissedWindows => "missed_windows",
+            Rule::Inactive => "inactive",
+            Rule::NoGain => "no_gain",
+            Rule::Harmful => "harmful",
+            Rule::Sync => "sync",
+            Rule::Copy => "copy",
+            Rule::OwnData => "own_data",
+            Rule::Standing => "standing",
+            Rule::Unnamed => "unnamed",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A score change and why.
@@ -83,6 +149,9 @@ pub struct MinerRecord {
 pub struct Penalty {
     /// Multiplier applied to the final score (0 zeroes it).
     pub multiplier: f64,
+    /// The rule that applied it.
+    #[serde(default)]
+    pub rule: Rule,
     pub reason: String,
 }
 
@@ -100,8 +169,23 @@ pub struct UidReport {
     pub penalties: Vec<Penalty>,
     pub final_score: f64,
     pub excluded_until: Option<u64>,
-    /// Kept out of the gather set (excluded, or negative scores in a row).
+    /// Kept out of the gather set (excluded, or judged harmful: see [`Rule::Harmful`]).
     pub gather_excluded: bool,
+    /// The rule that leaves it unpaid this window (`None`: it earns a positive score).
+    #[serde(default)]
+    pub verdict: Option<Rule>,
+}
+
+impl UidReport {
+    /// One line: the verdict's rule and every reason, for logs and summaries.
+    pub fn explain(&self) -> String {
+        let reasons: Vec<String> = self.penalties.iter().map(|p| format!("[{}] {}", p.rule, p.reason)).collect();
+        match self.verdict {
+            Some(rule) => format!("unpaid by rule {rule}: {}", reasons.join("; ")),
+            None if reasons.is_empty() => "paid".into(),
+            None => format!("paid: {}", reasons.join("; ")),
+        }
+    }
 }
 
 /// One window's Gauntlet record.
@@ -121,12 +205,39 @@ pub struct Ledger {
 
 /// Multiplies a positive score and binary EMA by `multiplier` (negative scores are left: they
 /// earn nothing already), recording why.
-fn penalize(r: &mut MinerRecord, penalties: &mut Vec<Penalty>, multiplier: f64, reason: String) {
+fn penalize(r: &mut MinerRecord, penalties: &mut Vec<Penalty>, multiplier: f64, rule: Rule, reason: String) {
     if r.final_score > 0.0 {
         r.final_score *= multiplier;
         r.binary_ema *= multiplier;
     }
-    penalties.push(Penalty { multiplier, reason });
+    penalties.push(Penalty { multiplier, rule, reason });
+}
+
+/// The rule that leaves a score of 0: the most specific penalty that zeroed it, else the last
+/// one recorded (an earlier window's zero carried on), else the miner's standing.
+fn verdict(final_score: f64, penalties: &[Penalty]) -> Option<Rule> {
+    if final_score > 0.0 {
+        return None;
+    }
+    // Where several rules zeroed it, the most specific names it: a forged or copied upload
+    // also fails the loss tests, but that is not why it is unpaid.
+    const PRECEDENCE: [Rule; 12] = [
+        Rule::Invalid,
+        Rule::Copy,
+        Rule::Sync,
+        Rule::Harmful,
+        Rule::NoGain,
+        Rule::OwnData,
+        Rule::MissedWindows,
+        Rule::Inactive,
+        Rule::Missing,
+        Rule::NotStarted,
+        Rule::Standing,
+        Rule::Unnamed,
+    ];
+    let rank = |r: Rule| PRECEDENCE.iter().position(|x| *x == r).unwrap_or(PRECEDENCE.len());
+    let zeroing = penalties.iter().filter(|p| p.multiplier == 0.0).min_by_key(|p| rank(p.rule));
+    Some(zeroing.or(penalties.last()).map_or(Rule::Standing, |p| p.rule))
 }
 
 fn fresh(hotkey: &str, model: &PlackettLuce) -> MinerRecord {
@@ -143,10 +254,31 @@ fn fresh(hotkey: &str, model: &PlackettLuce) -> MinerRecord {
         missed: Vec::new(),
         excluded_until: None,
         started: false,
+        excluded_by: None,
+    }
+}
+
+impl MinerRecord {
+    /// Excluded from weights and the gather set in `window`.
+    pub fn excluded_in(&self, window: u64) -> bool {
+        self.excluded_until.is_some_and(|until| window < until)
+    }
+
+    /// Judged harmful ([`Rule::Harmful`]): negative gradient scores `streak` windows in a row,
+    /// or a gradient-score EMA at or below 0 after `streak` evaluations.
+    pub fn harmful(&self, streak: u32) -> bool {
+        self.negative_streak >= streak || (self.evaluations >= streak && self.gradient_ema <= 0.0)
     }
 }
 
 impl Ledger {
+    /// The uids this validator keeps out of its gather set in `window` (excluded or judged
+    /// harmful): what a restarted validator's first gather leaves out, as its last report did.
+    pub fn gather_excluded(&self, window: u64, config: &SubnetConfig) -> Vec<u16> {
+        let streak = config.gauntlet.penalties.negative_streak_exclusion;
+        self.records.iter().filter(|(_, r)| r.excluded_in(window) || r.harmful(streak)).map(|(u, _)| *u).collect()
+    }
+
     /// Applies one window's facts: ratings, moving averages, penalties, exclusions, weights.
     pub fn update(&mut self, input: &WindowInput, config: &SubnetConfig) -> WindowReport {
         let g = &config.gauntlet;
@@ -162,7 +294,7 @@ impl Ledger {
                 *r = fresh(hotkey, &model);
             }
         }
-        let excluded = |r: &MinerRecord| r.excluded_until.is_some_and(|until| w < until);
+        let excluded = |r: &MinerRecord| r.excluded_in(w);
 
         // One rating game over the evaluated and the missing (−99), excluded uids aside.
         let players: Vec<(u16, f64)> = input
@@ -201,11 +333,13 @@ impl Ledger {
                     sync: r.sync,
                     penalties: vec![Penalty {
                         multiplier: 1.0,
+                        rule: Rule::NotStarted,
                         reason: "not mining yet: nothing uploaded so far".into(),
                     }],
                     final_score: r.final_score,
                     excluded_until: None,
                     gather_excluded: false,
+                    verdict: Some(Rule::NotStarted),
                 });
                 continue;
             }
@@ -232,11 +366,13 @@ impl Ledger {
                         // gradient and own-data rules below still zero a harmful one.
                         r.final_score = r.rating.ordinal().max(g.rating_floor) * r.binary_ema.max(0.0) * r.sync;
                         // A rating only ranks miners against each other; an update that does not
-                        // lower the loss on random data earns nothing however it ranks.
-                        if r.gradient_ema <= 0.0 && r.final_score > 0.0 {
+                        // lower the loss on random data earns nothing however it ranks. Named
+                        // even when the formula already gave 0, so the report says why.
+                        if r.gradient_ema <= 0.0 {
                             r.final_score = 0.0;
                             penalties.push(Penalty {
                                 multiplier: 0.0,
+                                rule: Rule::NoGain,
                                 reason: format!(
                                     "its updates do not lower the loss (gradient score EMA {:.2e})",
                                     r.gradient_ema
@@ -247,11 +383,20 @@ impl Ledger {
                     if r.sync < 1.0 {
                         let lag_text =
                             lag.map_or("an unknown base model".to_string(), |l| format!("{l} window(s) behind"));
-                        if lag.is_none_or(|l| l as f64 >= g.sync.slash_steps_behind) {
-                            penalize(r, &mut penalties, p.poor_sync, format!("out of sync: {lag_text}"));
+                        if r.sync == 0.0 {
+                            // The score's sync factor is 0: nothing left to multiply.
+                            r.final_score = 0.0;
+                            penalties.push(Penalty {
+                                multiplier: 0.0,
+                                rule: Rule::Sync,
+                                reason: format!("out of sync: {lag_text}"),
+                            });
+                        } else if lag.is_none_or(|l| l as f64 >= g.sync.slash_steps_behind) {
+                            penalize(r, &mut penalties, p.poor_sync, Rule::Sync, format!("out of sync: {lag_text}"));
                         } else {
                             penalties.push(Penalty {
                                 multiplier: r.sync,
+                                rule: Rule::Sync,
                                 reason: format!("sync {:.3}: {lag_text}", r.sync),
                             });
                         }
@@ -264,29 +409,52 @@ impl Ledger {
                         };
                         match rules::copy_verdict(c, input.global_step, &g.copy) {
                             CopyVerdict::Original => {}
-                            CopyVerdict::Reduced(m) => penalize(r, &mut penalties, m, why),
+                            CopyVerdict::Reduced(m) => penalize(r, &mut penalties, m, Rule::Copy, why),
+                            CopyVerdict::Withheld => {
+                                // This window only: the attribution may still turn.
+                                r.final_score = 0.0;
+                                penalties.push(Penalty {
+                                    multiplier: 0.0,
+                                    rule: Rule::Copy,
+                                    reason: format!(
+                                        "{why}: score withheld (attributed on {} window(s) of evidence)",
+                                        c.evidence_windows
+                                    ),
+                                });
+                            }
                             CopyVerdict::Reset => {
                                 *r = MinerRecord { missed: r.missed.clone(), started: true, ..fresh(hotkey, &model) };
-                                penalties.push(Penalty { multiplier: 0.0, reason: format!("{why}: scores reset") });
+                                penalties.push(Penalty {
+                                    multiplier: 0.0,
+                                    rule: Rule::Copy,
+                                    reason: format!("{why}: scores reset"),
+                                });
                             }
                             CopyVerdict::Excluded { windows } => {
                                 *r = MinerRecord { missed: r.missed.clone(), started: true, ..fresh(hotkey, &model) };
                                 r.excluded_until = Some(w + u64::from(windows));
+                                r.excluded_by = Some(Rule::Copy);
                                 penalties.push(Penalty {
                                     multiplier: 0.0,
+                                    rule: Rule::Copy,
                                     reason: format!("{why}: excluded {windows} windows"),
                                 });
                             }
                         }
                     }
-                    if r.evaluations > g.binary_warmup_windows
-                        && r.binary_ema < g.binary_zero_threshold
-                        && r.final_score > 0.0
-                    {
+                    // The own-data test zeroes a score through its factor (an EMA at or below 0)
+                    // or, after the warm-up, below the threshold.
+                    let own_data_fails = r.binary_ema <= 0.0
+                        || (r.evaluations > g.binary_warmup_windows && r.binary_ema < g.binary_zero_threshold);
+                    if losses.is_some() && own_data_fails {
                         r.final_score = 0.0;
                         penalties.push(Penalty {
                             multiplier: 0.0,
-                            reason: format!("binary EMA {:.3} below {}", r.binary_ema, g.binary_zero_threshold),
+                            rule: Rule::OwnData,
+                            reason: format!(
+                                "own-data test: binary EMA {:.3} (paid from above 0, and from {} after {} evaluations)",
+                                r.binary_ema, g.binary_zero_threshold, g.binary_warmup_windows
+                            ),
                         });
                     }
                 }
@@ -297,7 +465,7 @@ impl Ledger {
                         2 => p.missing_upload_repeat,
                         _ => 0.0,
                     };
-                    penalize(r, &mut penalties, m, format!("{reason} ({} in a row)", r.missing_streak));
+                    penalize(r, &mut penalties, m, Rule::Missing, format!("{reason} ({} in a row)", r.missing_streak));
                     if r.missing_streak >= p.inactivity_reset_windows {
                         *r = MinerRecord {
                             missed: r.missed.clone(),
@@ -305,27 +473,62 @@ impl Ledger {
                             started: true,
                             ..fresh(hotkey, &model)
                         };
-                        penalties.push(Penalty { multiplier: 0.0, reason: "inactive: scores reset".into() });
+                        penalties.push(Penalty {
+                            multiplier: 0.0,
+                            rule: Rule::Inactive,
+                            reason: "inactive: scores reset".into(),
+                        });
                     }
                 }
                 Outcome::Invalid { reason } => {
                     r.missing_streak += 1;
-                    penalize(r, &mut penalties, 0.0, format!("invalid upload: {reason}"));
+                    penalize(r, &mut penalties, 0.0, Rule::Invalid, format!("invalid upload: {reason}"));
                 }
             }
             let misses = r.missed.iter().filter(|m| **m).count();
             if misses * 2 > lookback && !excluded(r) {
                 r.excluded_until = Some(w + u64::from(p.missing_exclusion_windows));
+                r.excluded_by = Some(Rule::MissedWindows);
                 penalties.push(Penalty {
                     multiplier: 0.0,
+                    rule: Rule::MissedWindows,
                     reason: format!(
                         "missed {misses} of the last {lookback} windows: excluded {} windows",
                         p.missing_exclusion_windows
                     ),
                 });
             }
+            // Judged harmful: its updates hurt the loss on random data several windows in a
+            // row, or, after as many evaluations, have not lowered it on balance (a free rider's
+            // zeros, a sign flip). The validator's record then leaves it out, so once a stake
+            // majority judges the same, the agreed set (§16) no longer aggregates it.
+            let streak = p.negative_streak_exclusion;
+            let harmful = r.harmful(streak);
+            if harmful && !excluded(r) && matches!(outcome, Outcome::Received { .. }) {
+                let why = if r.negative_streak >= streak {
+                    format!("{} negative gradient scores in a row", r.negative_streak)
+                } else {
+                    format!("gradient score EMA {:.2e} after {} evaluations", r.gradient_ema, r.evaluations)
+                };
+                // The score only: a miner that recovers keeps its own-data record.
+                r.final_score = 0.0;
+                penalties.push(Penalty {
+                    multiplier: 0.0,
+                    rule: Rule::Harmful,
+                    reason: format!("harmful: {why}: out of the gather set"),
+                });
+            }
             if excluded(r) {
                 r.final_score = 0.0;
+                let rule = r.excluded_by.unwrap_or_default();
+                if !penalties.iter().any(|x| x.multiplier == 0.0 && x.rule == rule) {
+                    let until = r.excluded_until.unwrap_or(w);
+                    penalties.push(Penalty {
+                        multiplier: 0.0,
+                        rule,
+                        reason: format!("excluded until window {until} (rule {rule})"),
+                    });
+                }
             }
             if r.final_score > 0.0 && r.final_score < p.score_zero_threshold {
                 r.final_score = 0.0;
@@ -334,6 +537,7 @@ impl Ledger {
                 // No rule fired, yet it earns nothing: say what its standing is.
                 penalties.push(Penalty {
                     multiplier: 1.0,
+                    rule: Rule::Standing,
                     reason: format!(
                         "no positive score: rating ordinal {:.2}, binary EMA {:.3}, sync {:.2}",
                         r.rating.ordinal(),
@@ -342,6 +546,7 @@ impl Ledger {
                     ),
                 });
             }
+            let verdict = verdict(r.final_score, &penalties);
             uids.push(UidReport {
                 uid: *uid,
                 hotkey: hotkey.clone(),
@@ -354,7 +559,8 @@ impl Ledger {
                 penalties,
                 final_score: r.final_score,
                 excluded_until: r.excluded_until.filter(|until| w < *until),
-                gather_excluded: excluded(r) || r.negative_streak >= p.negative_streak_exclusion,
+                gather_excluded: excluded(r) || harmful,
+                verdict,
             });
         }
         let scores: BTreeMap<u16, f64> = self.records.iter().map(|(u, r)| (*u, r.final_score)).collect();

@@ -8,5 +8,5 @@ pub mod openskill;
 pub mod rules;
 pub mod weights;
 
-pub use ledger::{CopyOf, Ledger, MinerRecord, Outcome, Penalty, UidReport, WindowInput, WindowReport};
+pub use ledger::{CopyOf, Ledger, MinerRecord, Outcome, Penalty, Rule, UidReport, WindowInput, WindowReport};
 pub use openskill::{PlackettLuce, Rating};

@@ -57,6 +57,19 @@ impl Losses {
             .max_by(f64::total_cmp)
     }
 
+    /// The own advantage beyond what other updates achieve on the same own data: the mean
+    /// reference advantage subtracted; `None` without references. Some sample sets improve
+    /// more than others under any update; this margin measures what is left, the part owed to
+    /// training on them.
+    pub fn own_margin(&self) -> Option<f64> {
+        let refs: Vec<f64> = self
+            .references
+            .iter()
+            .map(|r| relative(self.own_before, r.own_after) - relative(self.random_before, r.random_after))
+            .collect();
+        (!refs.is_empty()).then(|| self.own_advantage() - refs.iter().sum::<f64>() / refs.len() as f64)
+    }
+
     /// +1 when the update lowers the loss on the miner's own data and helps that data more than
     /// every reference update does (it trained on what it was assigned), else −1. Without
     /// references the control is random data alone.
@@ -149,25 +162,64 @@ pub struct Alike {
     pub identical: bool,
 }
 
+/// What a validator has measured about one identical pair over the windows it was: the sum
+/// of `value(a) − value(b)` (own margins, else own advantages; positive: the update helps `a`'s
+/// data more, so `b` is the copy) and the windows that added to it. Keyed by `(a, b)`, `a < b`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairEvidence {
+    pub sum: f64,
+    pub windows: u32,
+}
+
+/// Identical updates are excluded only once their pair's evidence spans this many windows;
+/// before that the copy's score is withheld for the window and nothing is reset, so one noisy
+/// window cannot exclude the miner that was copied.
+pub const IDENTICAL_EVIDENCE_WINDOWS: u32 = 3;
+
 /// Which upload of each alike pair is the copy, as `copy → what it copies` (the worst pair per
-/// copy). An update learned from one miner's samples helps those samples more than another's,
-/// whoever signed it: with both uids' losses known, the copy is the one whose own data the update
-/// helps less (own advantage, §14). Only where that cannot be measured (a uid without losses, or
-/// equal advantages) does the later `LastModified` decide, then the higher uid: a clock the
-/// uploader's own server reports, so a copier that backdates its object wins only where no
-/// losses were measured.
-pub fn attribute_copies(pairs: &[Alike], losses: &BTreeMap<u16, Losses>) -> BTreeMap<u16, CopyOf> {
+/// copy), with identical pairs' `evidence` carried from earlier windows and updated here. An update learned from
+/// one miner's samples helps those samples more than another's, whoever signed it: with both
+/// uids' losses known, the copy is the one whose own data the update helps less, measured
+/// against the control of other updates on the same data (own margin, §14), or by the own
+/// advantage alone where either uid has no references; for an identical pair summed over every
+/// window it was identical, so the decision firms up as a copier keeps copying. Only where nothing was ever
+/// measured (no losses, or equal sums) does the later `LastModified` decide, then the higher
+/// uid: a clock the uploader's own server reports, so a copier that backdates its object wins
+/// only where no losses were measured.
+///
+/// The control matters: without it, which of two sample sets happens to improve more under any
+/// update decided 4 of 12 windows against the victim in a devnet (an honest miner excluded as
+/// the copy of its copier); with it, 11 of 12 single windows went to the copier, and summed
+/// over windows every one from the second on.
+pub fn attribute_copies(
+    pairs: &[Alike],
+    losses: &BTreeMap<u16, Losses>,
+    evidence: &mut BTreeMap<(u16, u16), PairEvidence>,
+) -> BTreeMap<u16, CopyOf> {
     let mut copies: BTreeMap<u16, CopyOf> = BTreeMap::new();
     for p in pairs {
-        let advantage = |uid: u16| losses.get(&uid).map(Losses::own_advantage).filter(|a| a.is_finite());
-        let a_is_copy = match (advantage(p.a.0), advantage(p.b.0)) {
-            (Some(x), Some(y)) if x != y => x < y,
-            _ => (p.a.1, p.a.0) > (p.b.1, p.b.0),
+        let ((lo, lo_ms), (hi, hi_ms)) = if p.a.0 < p.b.0 { (p.a, p.b) } else { (p.b, p.a) };
+        let finite = |v: &f64| v.is_finite();
+        let margin = |uid: u16| losses.get(&uid).and_then(Losses::own_margin).filter(finite);
+        let advantage = |uid: u16| losses.get(&uid).map(Losses::own_advantage).filter(finite);
+        let measured = match (margin(lo), margin(hi)) {
+            (Some(x), Some(y)) => Some(x - y),
+            _ => advantage(lo).zip(advantage(hi)).map(|(x, y)| x - y),
         };
-        let ((later, _), (earlier, _)) = if a_is_copy { (p.a, p.b) } else { (p.b, p.a) };
-        let c = CopyOf { uid: earlier, overlap: p.overlap, identical: p.identical };
-        if copies.get(&later).is_none_or(|old| (c.identical, c.overlap) > (old.identical, old.overlap)) {
-            copies.insert(later, c);
+        // Identical pairs carry their evidence across windows (exclusion rests on it); an
+        // overlap is judged on the window alone, so a validator keeps no state per pair of
+        // merely similar miners (early in training, most pairs are).
+        let mut window_only = PairEvidence::default();
+        let e = if p.identical { evidence.entry((lo, hi)).or_default() } else { &mut window_only };
+        if let Some(d) = measured {
+            e.sum += d;
+            e.windows += 1;
+        }
+        let lo_is_copy = if e.sum != 0.0 { e.sum < 0.0 } else { (lo_ms, lo) > (hi_ms, hi) };
+        let (copy, original) = if lo_is_copy { (lo, hi) } else { (hi, lo) };
+        let c = CopyOf { uid: original, overlap: p.overlap, identical: p.identical, evidence_windows: e.windows };
+        if copies.get(&copy).is_none_or(|old| (c.identical, c.overlap) > (old.identical, old.overlap)) {
+            copies.insert(copy, c);
         }
     }
     copies
@@ -185,13 +237,19 @@ pub enum CopyVerdict {
     Excluded {
         windows: u32,
     },
+    /// An identical update whose attribution rests on fewer than
+    /// [`IDENTICAL_EVIDENCE_WINDOWS`] windows: this window's score is withheld, nothing reset.
+    Withheld,
 }
 
-/// The penalty for copying an earlier upload. An identical update is excluded at once; index
-/// overlap is judged only after the grace steps, when honest updates stop looking alike.
+/// The penalty for copying an earlier upload. An identical update is excluded once the pair's
+/// evidence spans [`IDENTICAL_EVIDENCE_WINDOWS`] windows (withheld before); index overlap is
+/// judged only after the grace steps, when honest updates stop looking alike.
 pub fn copy_verdict(copy: &CopyOf, global_step: u64, cfg: &CopyConfig) -> CopyVerdict {
     let overlap = copy.overlap;
-    if copy.identical {
+    if copy.identical && copy.evidence_windows < IDENTICAL_EVIDENCE_WINDOWS {
+        CopyVerdict::Withheld
+    } else if copy.identical {
         CopyVerdict::Excluded { windows: cfg.exclusion_windows }
     } else if global_step < cfg.grace_steps || overlap < cfg.overlap_threshold {
         CopyVerdict::Original
@@ -217,15 +275,60 @@ mod copy_tests {
         // uid 7 copied uid 3's update and backdated its object by a minute.
         let pair = Alike { a: (3, 60_000), b: (7, 0), overlap: 1.0, identical: true };
         let measured = BTreeMap::from([(3, losses(3.0)), (7, losses(3.7))]);
-        let c = attribute_copies(&[pair], &measured);
+        let c = attribute_copies(&[pair], &measured, &mut BTreeMap::new());
         assert_eq!(c.get(&7).map(|c| c.uid), Some(3), "{c:?}");
         assert!(!c.contains_key(&3));
         // Without losses for both, the reported times decide (the backdater wins there).
-        let c = attribute_copies(&[pair], &BTreeMap::from([(3, losses(3.0))]));
+        let c = attribute_copies(&[pair], &BTreeMap::from([(3, losses(3.0))]), &mut BTreeMap::new());
         assert_eq!(c.get(&3).map(|c| c.uid), Some(7));
         // Equal times: the higher uid is the copy.
         let tie = Alike { a: (9, 5), b: (4, 5), overlap: 0.97, identical: false };
-        assert_eq!(attribute_copies(&[tie], &BTreeMap::new()).get(&9).map(|c| c.uid), Some(4));
+        assert_eq!(attribute_copies(&[tie], &BTreeMap::new(), &mut BTreeMap::new()).get(&9).map(|c| c.uid), Some(4));
+    }
+
+    /// Measured in a devnet (window 11 of the attacked run in docs/performance.md): uid 11
+    /// re-signed uid 1's update. Its own samples happened to improve more under every update
+    /// (own advantage 0.00096 against the victim's 0.00043), so the own advantage alone named
+    /// the victim; against the mean of the references on the same data (0.00098 on the copier's,
+    /// −0.00109 on the victim's) the copier is the one the update was not trained for.
+    #[test]
+    fn the_control_keeps_easy_samples_from_making_the_victim_the_copy() {
+        let r = |uid, own_after| Reference { uid, own_after, random_after: 3.8 };
+        let with = |own_after: f64, refs: Vec<Reference>| Losses { references: refs, ..losses(own_after) };
+        // Random data improves 0.05 under every update here; own advantages are own − 0.05.
+        let victim = with(3.798, vec![r(2, 3.804), r(3, 3.805)]); // adv 0.0005; refs −0.001, −0.00125
+        let copier = with(3.796, vec![r(2, 3.796), r(3, 3.795)]); // adv 0.001; refs 0.001, 0.00125
+        let pair = Alike { a: (1, 0), b: (11, 0), overlap: 1.0, identical: true };
+        let plain = BTreeMap::from([(1, losses(3.798)), (11, losses(3.796))]);
+        let fresh = &mut BTreeMap::new();
+        assert_eq!(attribute_copies(&[pair], &plain, fresh).get(&1).map(|c| c.uid), Some(11), "no control: wrong");
+        let measured = BTreeMap::from([(1, victim.clone()), (11, copier.clone())]);
+        let c = attribute_copies(&[pair], &measured, &mut BTreeMap::new());
+        assert_eq!(c.get(&11).map(|c| c.uid), Some(1), "{c:?}");
+        assert!(!c.contains_key(&1));
+    }
+
+    /// Evidence adds up over the windows a pair is alike: one window that points the other way
+    /// does not turn a settled attribution, and the window count gates an identical copy's
+    /// exclusion.
+    #[test]
+    fn a_pairs_evidence_adds_up_over_windows() {
+        let r = |uid, own_after| Reference { uid, own_after, random_after: 3.8 };
+        let with = |own_after: f64, refs: Vec<Reference>| Losses { references: refs, ..losses(own_after) };
+        let pair = Alike { a: (11, 0), b: (1, 0), overlap: 1.0, identical: true };
+        let clear = BTreeMap::from([(1, with(3.790, vec![r(2, 3.80)])), (11, with(3.800, vec![r(2, 3.80)]))]);
+        let against = BTreeMap::from([(1, with(3.799, vec![r(2, 3.80)])), (11, with(3.797, vec![r(2, 3.80)]))]);
+        let mut evidence = BTreeMap::new();
+        let first = attribute_copies(&[pair], &clear, &mut evidence);
+        assert_eq!(first.get(&11).map(|c| (c.uid, c.evidence_windows)), Some((1, 1)));
+        // Margins here: victim 0.0025 then 0.00025, copier 0 then 0.00075.
+        let second = attribute_copies(&[pair], &against, &mut evidence);
+        assert_eq!(second.get(&11).map(|c| (c.uid, c.evidence_windows)), Some((1, 2)), "{second:?}");
+        let e = evidence[&(1, 11)];
+        assert!((e.sum - (0.0025 - 0.0005)).abs() < 1e-9 && e.windows == 2, "{e:?}");
+        // Without losses a window adds nothing, and the sum still decides.
+        let third = attribute_copies(&[pair], &BTreeMap::new(), &mut evidence);
+        assert_eq!(third.get(&11).map(|c| (c.uid, c.evidence_windows)), Some((1, 2)));
     }
 }
 
@@ -320,13 +423,15 @@ mod tests {
     #[test]
     fn copy_severity_follows_the_thresholds_after_the_grace_steps() {
         let cfg = Preset::Test.config().gauntlet.copy;
-        let near = |overlap| CopyOf { uid: 1, overlap, identical: false };
+        let near = |overlap| CopyOf { uid: 1, overlap, identical: false, evidence_windows: 1 };
         assert_eq!(copy_verdict(&near(1.0), 0, &cfg), CopyVerdict::Original, "grace steps");
         assert_eq!(copy_verdict(&near(0.3), 100, &cfg), CopyVerdict::Original);
         assert_eq!(copy_verdict(&near(0.45), 100, &cfg), CopyVerdict::Reduced(0.5));
         assert_eq!(copy_verdict(&near(0.55), 100, &cfg), CopyVerdict::Reset);
         assert_eq!(copy_verdict(&near(0.7), 100, &cfg), CopyVerdict::Excluded { windows: 200 });
-        let same = CopyOf { uid: 1, overlap: 1.0, identical: true };
+        let same = CopyOf { uid: 1, overlap: 1.0, identical: true, evidence_windows: 3 };
         assert_eq!(copy_verdict(&same, 0, &cfg), CopyVerdict::Excluded { windows: 200 }, "no grace for an exact copy");
+        let early = CopyOf { evidence_windows: 2, ..same };
+        assert_eq!(copy_verdict(&early, 0, &cfg), CopyVerdict::Withheld, "two windows of evidence: withheld");
     }
 }

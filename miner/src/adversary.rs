@@ -46,6 +46,13 @@ pub enum Behaviour {
     Slow,
     /// Its bucket deletes the payload during the gather.
     Vanish,
+    /// Its honest update with every value negated: gradient ascent on its data.
+    SignFlip,
+    /// Its honest update ×10, to take a larger share of the aggregate.
+    Scaled,
+    /// Trains on its assigned samples with each sample's tokens shuffled: the right tokens,
+    /// no language.
+    Shuffled,
 }
 
 /// The miner a copier copies.
@@ -58,7 +65,7 @@ pub struct Victim {
 }
 
 /// Names accepted by `--adversaries`, in the order the docs list them.
-pub const ADVERSARIES: [&str; 16] = [
+pub const ADVERSARIES: [&str; 19] = [
     "noise",
     "copier",
     "zeros",
@@ -75,6 +82,9 @@ pub const ADVERSARIES: [&str; 16] = [
     "selective",
     "slow",
     "vanish",
+    "sign-flip",
+    "scaled",
+    "shuffled",
 ];
 
 /// An adversary name the devnet does not know.
@@ -104,6 +114,9 @@ impl FromStr for Behaviour {
             "selective" => Behaviour::Selective,
             "slow" => Behaviour::Slow,
             "vanish" => Behaviour::Vanish,
+            "sign-flip" => Behaviour::SignFlip,
+            "scaled" => Behaviour::Scaled,
+            "shuffled" => Behaviour::Shuffled,
             other => return Err(UnknownAdversary(other.to_string())),
         })
     }
@@ -130,6 +143,9 @@ impl Behaviour {
             Behaviour::Selective => "selective",
             Behaviour::Slow => "slow",
             Behaviour::Vanish => "vanish",
+            Behaviour::SignFlip => "sign-flip",
+            Behaviour::Scaled => "scaled",
+            Behaviour::Shuffled => "shuffled",
         }
     }
 

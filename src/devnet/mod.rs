@@ -64,6 +64,9 @@ pub struct DevnetOptions {
     pub datasets: Option<(PathBuf, PathBuf)>,
     /// Faults that are nobody's fault (`FAULTS`).
     pub faults: Vec<String>,
+    /// After the run, run it again without adversaries or faults (same honest miners,
+    /// validators, data and genesis, in `dir/all-honest`) and report its held-out loss beside.
+    pub compare_honest: bool,
 }
 
 /// Names accepted by `--faults`: `flaky-link`, the first honest miner cannot reach the second
@@ -88,6 +91,7 @@ impl Default for DevnetOptions {
             timelocked_commits: false,
             datasets: None,
             faults: Vec::new(),
+            compare_honest: false,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct MinerSummary {
     pub role: String,
     /// Its share of the validator's last weights, the burn uid left out.
     pub weight: f64,
+    /// The rule that left it unpaid in the validator's last report (`paid` when none did).
+    pub rule: String,
     /// Why it was penalized in the validator's last report (empty when it was not).
     pub reason: String,
 }
@@ -140,6 +146,23 @@ pub struct DevnetSummary {
     pub windows: Vec<WindowSummary>,
     /// Every miner, with weights and reasons when a validator ran.
     pub miners: Vec<MinerSummary>,
+    /// With `compare_honest`: the held-out loss after each window of the same run without
+    /// adversaries or faults (its nodes' timing differs, so it is one sample, not a bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_honest_loss: Option<Vec<f32>>,
+}
+
+impl DevnetSummary {
+    /// Held-out loss after the last window.
+    pub fn final_loss(&self) -> f32 {
+        self.windows.last().map_or(f32::NAN, |w| w.loss)
+    }
+
+    /// The final loss over the all-honest run's (below 1: the attacked run ended lower).
+    pub fn loss_ratio(&self) -> Option<f32> {
+        let honest = self.all_honest_loss.as_ref()?.last()?;
+        Some(self.final_loss() / honest)
+    }
 }
 
 /// What a devnet node is.
@@ -572,14 +595,20 @@ impl Devnet {
             .filter(|(_, s)| s.role != Role::Validator)
             .map(|(&uid, s)| {
                 let share = weights.and_then(|w| w.get(&uid)).copied().unwrap_or(0.0);
-                let reason = report
-                    .and_then(|r| r.uids.iter().find(|u| u.uid == uid))
-                    .map(|u| u.penalties.iter().map(|p| p.reason.clone()).collect::<Vec<_>>().join("; "))
-                    .unwrap_or_default();
+                let scored = report.and_then(|r| r.uids.iter().find(|u| u.uid == uid));
+                let reason = scored
+                    .map(|u| u.penalties.iter().map(|p| format!("[{}] {}", p.rule, p.reason)).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    .join("; ");
+                let rule = match scored {
+                    Some(u) => u.verdict.map_or("paid", |r| r.name()),
+                    None => "unscored",
+                };
                 MinerSummary {
                     uid,
                     role: s.role.name().to_string(),
                     weight: if total > 0.0 { share / total } else { 0.0 },
+                    rule: rule.to_string(),
                     reason,
                 }
             })
@@ -741,8 +770,28 @@ impl Devnet {
     }
 }
 
-/// Runs a devnet for `opts.windows` windows, calling `each` after every window.
-pub async fn run(opts: &DevnetOptions, mut each: impl FnMut(&WindowSummary)) -> Result<DevnetSummary> {
+/// Runs a devnet for `opts.windows` windows, calling `each` after every window; with
+/// `compare_honest`, then the same run without adversaries and faults.
+pub async fn run(opts: &DevnetOptions, each: impl FnMut(&WindowSummary)) -> Result<DevnetSummary> {
+    let mut summary = run_once(opts, each).await?;
+    if opts.compare_honest {
+        let dir = std::fs::canonicalize(&opts.dir)?;
+        let honest = DevnetOptions {
+            adversaries: Vec::new(),
+            faults: Vec::new(),
+            compare_honest: false,
+            dir: dir.join("all-honest"),
+            // The same data: the attacked run made it (or was given it).
+            datasets: Some(opts.datasets.clone().unwrap_or_else(|| (dir.join("dataset"), dir.join("heldout")))),
+            ..opts.clone()
+        };
+        let baseline = run_once(&honest, |_| {}).await.context("the all-honest run")?;
+        summary.all_honest_loss = Some(baseline.windows.iter().map(|w| w.loss).collect());
+    }
+    Ok(summary)
+}
+
+async fn run_once(opts: &DevnetOptions, mut each: impl FnMut(&WindowSummary)) -> Result<DevnetSummary> {
     let mut devnet = Devnet::start(opts).await?;
     let initial_loss = devnet.loss(&MasterModel::genesis(&devnet.config));
     let first = devnet.current_window().await? + 1;
@@ -766,6 +815,7 @@ pub async fn run(opts: &DevnetOptions, mut each: impl FnMut(&WindowSummary)) -> 
         initial_loss,
         windows,
         miners,
+        all_honest_loss: None,
     })
 }
 

@@ -227,7 +227,7 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = DevnetOptions {
         validators: 1,
-        adversaries: ["noise", "copier", "zeros", "forged", "late"].map(String::from).to_vec(),
+        adversaries: ["noise", "copier", "zeros", "forged", "late", "sign-flip"].map(String::from).to_vec(),
         inner_steps: Some(4),
         ..options(dir.path(), 2)
     };
@@ -249,9 +249,21 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
     let slot_before = saved.last_weights_slot;
     d.start_miner(validator).expect("restart");
 
+    let mut last = None;
     for w in first + 4..first + 9 {
-        assert!(d.run_window(w).await.expect("window").in_sync, "the restarted validator stays in sync");
+        let s = d.run_window(w).await.expect("window");
+        assert!(s.in_sync, "the restarted validator stays in sync");
+        last = Some(s);
     }
+    // Updates the validator judged harmful are no longer aggregated by anyone: its record
+    // leaves them out and every node follows the agreed set.
+    let harmful: Vec<u16> = d
+        .miner_uids()
+        .into_iter()
+        .filter(|u| matches!(d.role(*u).map(|r| r.name()), Some("noise" | "zeros" | "sign-flip")))
+        .collect();
+    let last = last.expect("windows ran");
+    assert!(harmful.iter().all(|u| !last.peers.contains(u)), "harmful {harmful:?} aggregated: {last:?}");
     d.run_until_scored(first + 8, 12).await.expect("scored");
     let after = ferrum_validator::ValidatorFiles::open(&state, &config).expect("files").load().await.expect("state");
     assert!(after.last_weights_slot > slot_before, "weights go on after the restart");
@@ -263,6 +275,15 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
         if m.role != "honest" {
             assert!(m.weight <= 0.01, "{m:?}");
             assert!(!m.reason.is_empty(), "{m:?}");
+            // Each cheat is named by the rule that caught it, not only "no positive score".
+            let caught_by: &[&str] = match m.role.as_str() {
+                "forged" => &["invalid"],
+                "late" => &["missing", "missed_windows"],
+                "copier" => &["copy"],
+                // Both make no gain on random data, so they also leave the gather set.
+                _ => &["harmful", "no_gain"],
+            };
+            assert!(caught_by.contains(&m.rule.as_str()), "{m:?}");
         }
     }
     let honest: f64 = summary.iter().filter(|m| m.role == "honest").map(|m| m.weight).sum();
@@ -372,4 +393,29 @@ async fn storage_attacks_do_not_split_the_network() {
     }
     assert!(repaired > 0, "some node re-applied a window with the agreed set");
     d.stop().await;
+}
+
+/// `--compare-honest`: the same devnet runs again without its adversaries, on the same data and
+/// genesis, and the summary carries that run's held-out loss per window beside the attacked one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_honest_comparison_reruns_the_devnet_without_adversaries() {
+    let _heavy = crate::CPU_HEAVY.read().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = DevnetOptions {
+        adversaries: vec!["sign-flip".into()],
+        windows: 2,
+        inner_steps: Some(2),
+        compare_honest: true,
+        ..options(dir.path(), 2)
+    };
+    let summary = ferrum::devnet::run(&opts, |_| {}).await.expect("devnet");
+    let honest = summary.all_honest_loss.clone().expect("the all-honest run's losses");
+    assert_eq!(honest.len(), 2, "{summary:?}");
+    assert!(honest.iter().all(|l| l.is_finite() && *l < summary.initial_loss), "{honest:?}");
+    assert!(summary.loss_ratio().is_some_and(f32::is_finite));
+    // The attacker (uid 3) ran in the first run only; the same data served both.
+    assert!(dir.path().join("nodes/miner-3").exists());
+    assert!(dir.path().join("all-honest/nodes/miner-2").exists());
+    assert!(!dir.path().join("all-honest/nodes/miner-3").exists(), "no adversary in the all-honest run");
+    assert!(!dir.path().join("all-honest/dataset").exists(), "the attacked run's data is reused");
 }

@@ -38,6 +38,10 @@ enum Command {
     Report {
         #[arg(long, env = "FERRUM_WINDOW")]
         window: u64,
+        /// One line per miner instead of JSON: uid, score, weight, the rule that left it unpaid
+        /// and every reason.
+        #[arg(long, env = "FERRUM_REPORT_SUMMARY")]
+        summary: bool,
     },
     /// Check config, bucket write access and dataset, then read and verify a window's random data.
     Check {
@@ -72,9 +76,24 @@ async fn run(cli: Cli) -> Result<()> {
             }
             check(config, cli.node.netuid, &hotkey, window, &seed, seed_block_hash.is_some()).await
         }
-        Some(Command::Report { window }) => {
+        Some(Command::Report { window, summary }) => {
             let files = ValidatorFiles::open(&cli.run.state_dir, &config)?;
             match files.report(window).await? {
+                Some(r) if summary => {
+                    outln!("window {}: uid  score     weight  verdict", r.window)?;
+                    for u in &r.uids {
+                        let weight = r.weights.get(&u.uid).copied().unwrap_or(0.0);
+                        let verdict = u.verdict.map_or("paid", |v| v.name());
+                        outln!(
+                            "  {:>4}  {:<8.4}  {:<6.4}  {:<14}  {}",
+                            u.uid,
+                            u.final_score,
+                            weight,
+                            verdict,
+                            u.explain()
+                        )?;
+                    }
+                }
                 Some(r) => outln!("{}", serde_json::to_string_pretty(&r)?)?,
                 None => anyhow::bail!("no Gauntlet record for window {window} in {}", cli.run.state_dir.display()),
             }

@@ -127,6 +127,8 @@ impl Validator {
         let state = files.load().await?;
         info!(base_window = node.base_window, miners = state.ledger.records.len(), "validator state loaded");
         let eval = EvalThread::spawn(setup.config.clone(), setup.backend.clone()).map_err(ValidatorError::Thread)?;
+        // A restart keeps what the ledger judged: harmful uids stay out of the next gather.
+        let excluded = state.ledger.gather_excluded(node.base_window, &setup.config);
         Ok(Validator {
             setup,
             uid,
@@ -139,7 +141,7 @@ impl Validator {
             eval,
             pending: Vec::new(),
             unsettled: None,
-            excluded: Vec::new(),
+            excluded,
         })
     }
 
@@ -243,8 +245,8 @@ impl Validator {
                     "Gauntlet final score per miner.",
                     u.final_score,
                 );
-                let reasons: Vec<&str> = u.penalties.iter().map(|p| p.reason.as_str()).collect();
-                info!(window = report.window, miner = u.uid, score = u.final_score, gradient = ?u.gradient_score, sync = u.sync, penalties = ?reasons, "scored");
+                let verdict = u.verdict.map_or("paid", |r| r.name());
+                info!(window = report.window, miner = u.uid, hotkey = %u.hotkey, score = u.final_score, gradient = ?u.gradient_score, sync = u.sync, verdict, why = %u.explain(), "scored");
             }
             self.excluded = report.uids.iter().filter(|u| u.gather_excluded).map(|u| u.uid).collect();
             let report = Arc::new(report);
@@ -384,7 +386,8 @@ impl Validator {
                 }
             }
         };
-        let copies = rules::attribute_copies(&alike, &losses);
+        let hotkeys: BTreeMap<u16, String> = received.iter().map(|(p, _, _)| (p.uid, p.hotkey.to_ss58())).collect();
+        let copies = self.attribute_copies(&alike, &losses, &hotkeys);
         for (peer, _, _) in &received {
             let outcome = Outcome::Received {
                 losses: losses.get(&peer.uid).cloned(),
@@ -395,6 +398,43 @@ impl Validator {
         }
         let input = WindowInput { window: w, global_step: self.node.global_step, miners: outcomes };
         Ok(self.state.ledger.update(&input, &self.setup.config))
+    }
+
+    /// Decides which of each alike pair is the copy, with the pair's evidence from earlier
+    /// windows (kept while both uids keep their hotkeys).
+    fn attribute_copies(
+        &mut self,
+        alike: &[rules::Alike],
+        losses: &BTreeMap<u16, rules::Losses>,
+        hotkeys: &BTreeMap<u16, String>,
+    ) -> BTreeMap<u16, ferrum_gauntlet::CopyOf> {
+        let same = |uid: u16, hotkey: &str| hotkeys.get(&uid).is_some_and(|h| h == hotkey);
+        let mut evidence: BTreeMap<(u16, u16), rules::PairEvidence> = self
+            .state
+            .copy_evidence
+            .iter()
+            .filter(|e| same(e.a.0, &e.a.1) && same(e.b.0, &e.b.1))
+            .map(|e| ((e.a.0, e.b.0), e.evidence))
+            .collect();
+        let copies = rules::attribute_copies(alike, losses, &mut evidence);
+        // Pairs not seen this window keep their evidence unless a uid changed hands.
+        let hotkey_of = |uid: u16| hotkeys.get(&uid).cloned();
+        let mut kept: Vec<crate::state::CopyEvidence> = self
+            .state
+            .copy_evidence
+            .drain(..)
+            .filter(|e| !evidence.contains_key(&(e.a.0, e.b.0)))
+            .filter(|e| {
+                hotkeys.get(&e.a.0).is_none_or(|h| *h == e.a.1) && hotkeys.get(&e.b.0).is_none_or(|h| *h == e.b.1)
+            })
+            .collect();
+        for ((a, b), e) in evidence {
+            if let (Some(ha), Some(hb)) = (hotkey_of(a), hotkey_of(b)) {
+                kept.push(crate::state::CopyEvidence { a: (a, ha), b: (b, hb), evidence: e });
+            }
+        }
+        self.state.copy_evidence = kept;
+        copies
     }
 
     /// Reads samples; a failure leaves them out (the loss evaluation then skips the miner).

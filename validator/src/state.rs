@@ -36,6 +36,20 @@ pub struct ValidatorState {
     pub pending_reveals: Vec<PendingReveal>,
     /// The weights last submitted (uid → share).
     pub last_weights: Vec<(u16, f64)>,
+    /// Copy evidence of every pair of miners that uploaded the same update (`rules::PairEvidence`).
+    #[serde(default)]
+    pub copy_evidence: Vec<CopyEvidence>,
+}
+
+/// One identical pair's evidence, tied to both hotkeys: a uid taken over by another hotkey starts
+/// with none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyEvidence {
+    /// The lower uid and its hotkey (SS58).
+    pub a: (u16, String),
+    /// The higher uid and its hotkey.
+    pub b: (u16, String),
+    pub evidence: ferrum_gauntlet::rules::PairEvidence,
 }
 
 /// Why the validator's files could not be used.

@@ -163,7 +163,8 @@ impl EncodedTensor {
         let values = match &self.values {
             Values::Quantized(q) => Values::Quantized(quant::Quantized {
                 shift: 0.0,
-                scale: q.scale * f,
+                // A bin width stays positive whatever the sign (payloads with another are refused).
+                scale: q.scale * f.abs(),
                 table: (0..q.table.len()).map(|c| q.value(c as u8) * f).collect(),
                 codes: q.codes.clone(),
             }),

@@ -69,6 +69,19 @@ fn round_trip_quantized_and_raw() {
     }
 }
 
+/// A scaled update (the validator's clipped view, a sign-flipping miner's negation) is still a
+/// well-formed payload: its bin width stays positive.
+#[test]
+fn scaled_updates_build_valid_payloads_whatever_the_sign() {
+    for f in [0.25f32, -1.0, 10.0] {
+        let (_, layout, header) = setup(Some(2));
+        let t: Vec<EncodedTensor> = tensors(&layout, 0.5).iter().map(|t| t.scaled(f)).collect();
+        let bytes = build(&header, &t, &layout, &key("//Bob")).expect("build");
+        let p = parse(&bytes, &layout, &expect(&header)).expect("a scaled update parses");
+        assert_eq!(p.tensors, t, "factor {f}");
+    }
+}
+
 #[test]
 fn size_follows_from_the_config() {
     let (_, layout, _) = setup(Some(2));

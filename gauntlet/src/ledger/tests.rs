@@ -49,9 +49,11 @@ fn honest_miners_take_the_weight_and_cheats_get_reasons() {
         let wrong_data = received(4.95, 4.9, Some(0));
         let stale = received(4.8, 4.9, None);
         let copier = match received(4.8, 4.9, Some(0)) {
-            Outcome::Received { losses, lag, .. } => {
-                Outcome::Received { losses, lag, copy_of: Some(CopyOf { uid: 1, overlap: 1.0, identical: true }) }
-            }
+            Outcome::Received { losses, lag, .. } => Outcome::Received {
+                losses,
+                lag,
+                copy_of: Some(CopyOf { uid: 1, overlap: 1.0, identical: true, evidence_windows: 3 }),
+            },
             other => other,
         };
         let report = ledger.update(
@@ -105,6 +107,50 @@ fn honest_miners_take_the_weight_and_cheats_get_reasons() {
         report.uids.iter().find(|r| r.uid == 11).is_some_and(|r| r.binary_ema < 0.0),
         "zeros never beat random data"
     );
+    // Each cheat is named by the rule that caught it, and the harmful ones (noise, the free
+    // rider's zeros) are out of the gather set; honest miners are paid and kept in.
+    let uid = |u: u16| report.uids.iter().find(|r| r.uid == u).expect("reported");
+    for (u, rule) in [
+        (10, Rule::Harmful),
+        (11, Rule::Harmful),
+        (12, Rule::OwnData),
+        (13, Rule::Sync),
+        (14, Rule::Invalid),
+        (15, Rule::MissedWindows),
+        (16, Rule::Copy),
+    ] {
+        assert_eq!(uid(u).verdict, Some(rule), "uid {u}: {}", uid(u).explain());
+        assert!(uid(u).explain().starts_with(&format!("unpaid by rule {}", rule.name())), "{}", uid(u).explain());
+    }
+    assert!(uid(10).gather_excluded && uid(11).gather_excluded, "noise and zeros are judged harmful");
+    // What a restarted validator leaves out of its first gather is what the report said.
+    let flagged: Vec<u16> = report.uids.iter().filter(|u| u.gather_excluded).map(|u| u.uid).collect();
+    assert_eq!(ledger.gather_excluded(report.window, &c), flagged);
+    assert!(!uid(12).gather_excluded, "an update trained on other data still helps the model");
+    for u in 1..=3 {
+        assert_eq!(uid(u).verdict, None, "{}", uid(u).explain());
+        assert!(!uid(u).gather_excluded);
+    }
+}
+
+/// An update that lowers the loss at times but not on balance is left out once it has been
+/// evaluated `negative_streak_exclusion` times, and taken back when its EMA turns positive.
+#[test]
+fn an_update_without_gain_on_balance_leaves_the_gather_set_and_can_return() {
+    let c = config();
+    let mut ledger = Ledger::default();
+    let scores = [0.02, -0.03, 0.005, 0.0, 0.05, 0.05, 0.05];
+    let mut seen = Vec::new();
+    for (w, s) in scores.iter().enumerate() {
+        let r =
+            ledger.update(&input(w as u64, vec![(1, honest(0.1)), (2, received(5.0, 5.0 * (1.0 - s), Some(0)))]), &c);
+        let u = r.uids.iter().find(|u| u.uid == 2).expect("reported").clone();
+        seen.push((u.gather_excluded, ledger.records[&2].gradient_ema));
+    }
+    let out: Vec<bool> = seen.iter().map(|(x, _)| *x).collect();
+    // EMA after each window: +1.0e-3, −5.5e-4, −2.7e-4, −2.6e-4, +2.3e-3, …: never three negative
+    // scores in a row, yet at or below 0 from the third evaluation until the fifth.
+    assert_eq!(out, [false, false, true, true, false, false, false], "{seen:?}");
 }
 
 #[test]
