@@ -1,6 +1,7 @@
 //! The validator's own state beyond the model (which `ferrum_node::StateDir` keeps): the
 //! Gauntlet ledger, the recent base fingerprints sync lag is measured against, the last weights
-//! slot, a pending weights reveal, and one Gauntlet report per window. Each file is written
+//! slot, a pending weights reveal, identical pairs' copy evidence, and one Gauntlet report per
+//! window. Each file is written
 //! whole (by rename), so a kill at any instant leaves the previous or the new version.
 
 use std::path::Path;
