@@ -108,12 +108,8 @@ enum Command {
         /// Subnet id.
         #[arg(long, env = "FERRUM_NETUID", default_value_t = 1)]
         netuid: u16,
-        /// `finney`, `test` or `local` (the Bittensor SDK's endpoints).
-        #[arg(long = "subtensor.network", env = "BT_SUBTENSOR_NETWORK", default_value = "finney")]
-        network: String,
-        /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
-        #[arg(long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
-        chain_endpoint: Option<String>,
+        #[command(flatten)]
+        chain: ferrum_node::cli::ChainArgs,
         /// Read the neurons at this block (default: the best block). Commitments and weights
         /// are read at the best block whatever this says (the chain client reads them there).
         #[arg(long, env = "FERRUM_BLOCK")]
@@ -498,13 +494,8 @@ async fn run(cli: Cli) -> Result<()> {
                 report.print()?;
             }
         }
-        Command::Metagraph { netuid, network, chain_endpoint, block, peers_allow_local, peers_allow_private, json } => {
-            let url = match chain_endpoint {
-                Some(url) => url,
-                None => ferrum_node::cli::network_endpoint(&network)
-                    .with_context(|| format!("--subtensor.network {network}: unknown; use finney, test, local or --subtensor.chain_endpoint"))?
-                    .to_string(),
-            };
+        Command::Metagraph { netuid, chain, block, peers_allow_local, peers_allow_private, json } => {
+            let url = chain.endpoint().map_err(anyhow::Error::msg)?;
             let chain = ferrum_chain::SubtensorChain::connect(&url, std::time::Duration::from_secs(30), 3)
                 .await
                 .with_context(|| format!("connecting to {url}"))?;

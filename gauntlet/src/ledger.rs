@@ -177,13 +177,17 @@ pub struct UidReport {
 }
 
 impl UidReport {
+    /// Every penalty as `[rule] reason`, joined by `; ` (empty without penalties).
+    pub fn reasons(&self) -> String {
+        self.penalties.iter().map(|p| format!("[{}] {}", p.rule, p.reason)).collect::<Vec<_>>().join("; ")
+    }
+
     /// One line: the verdict's rule and every reason, for logs and summaries.
     pub fn explain(&self) -> String {
-        let reasons: Vec<String> = self.penalties.iter().map(|p| format!("[{}] {}", p.rule, p.reason)).collect();
-        match self.verdict {
-            Some(rule) => format!("unpaid by rule {rule}: {}", reasons.join("; ")),
-            None if reasons.is_empty() => "paid".into(),
-            None => format!("paid: {}", reasons.join("; ")),
+        match (self.verdict, self.reasons()) {
+            (Some(rule), reasons) => format!("unpaid by rule {rule}: {reasons}"),
+            (None, reasons) if reasons.is_empty() => "paid".into(),
+            (None, reasons) => format!("paid: {reasons}"),
         }
     }
 }
@@ -211,6 +215,13 @@ fn penalize(r: &mut MinerRecord, penalties: &mut Vec<Penalty>, multiplier: f64, 
         r.binary_ema *= multiplier;
     }
     penalties.push(Penalty { multiplier, rule, reason });
+}
+
+/// Sets the score to 0 for this window, recording why (the moving averages stay: a miner that
+/// recovers keeps its record).
+fn zero(r: &mut MinerRecord, penalties: &mut Vec<Penalty>, rule: Rule, reason: String) {
+    r.final_score = 0.0;
+    penalties.push(Penalty { multiplier: 0.0, rule, reason });
 }
 
 /// The rule that leaves a score of 0: the most specific penalty that zeroed it, else the last
@@ -369,15 +380,11 @@ impl Ledger {
                         // lower the loss on random data earns nothing however it ranks. Named
                         // even when the formula already gave 0, so the report says why.
                         if r.gradient_ema <= 0.0 {
-                            r.final_score = 0.0;
-                            penalties.push(Penalty {
-                                multiplier: 0.0,
-                                rule: Rule::NoGain,
-                                reason: format!(
-                                    "its updates do not lower the loss (gradient score EMA {:.2e})",
-                                    r.gradient_ema
-                                ),
-                            });
+                            let why = format!(
+                                "its updates do not lower the loss (gradient score EMA {:.2e})",
+                                r.gradient_ema
+                            );
+                            zero(r, &mut penalties, Rule::NoGain, why);
                         }
                     }
                     if r.sync < 1.0 {
@@ -385,12 +392,7 @@ impl Ledger {
                             lag.map_or("an unknown base model".to_string(), |l| format!("{l} window(s) behind"));
                         if r.sync == 0.0 {
                             // The score's sync factor is 0: nothing left to multiply.
-                            r.final_score = 0.0;
-                            penalties.push(Penalty {
-                                multiplier: 0.0,
-                                rule: Rule::Sync,
-                                reason: format!("out of sync: {lag_text}"),
-                            });
+                            zero(r, &mut penalties, Rule::Sync, format!("out of sync: {lag_text}"));
                         } else if lag.is_none_or(|l| l as f64 >= g.sync.slash_steps_behind) {
                             penalize(r, &mut penalties, p.poor_sync, Rule::Sync, format!("out of sync: {lag_text}"));
                         } else {
@@ -410,17 +412,11 @@ impl Ledger {
                         match rules::copy_verdict(c, input.global_step, &g.copy) {
                             CopyVerdict::Original => {}
                             CopyVerdict::Reduced(m) => penalize(r, &mut penalties, m, Rule::Copy, why),
+                            // This window only: the attribution may still turn.
                             CopyVerdict::Withheld => {
-                                // This window only: the attribution may still turn.
-                                r.final_score = 0.0;
-                                penalties.push(Penalty {
-                                    multiplier: 0.0,
-                                    rule: Rule::Copy,
-                                    reason: format!(
-                                        "{why}: score withheld (attributed on {} window(s) of evidence)",
-                                        c.evidence_windows
-                                    ),
-                                });
+                                let n = c.evidence_windows;
+                                let why = format!("{why}: score withheld (attributed on {n} window(s) of evidence)");
+                                zero(r, &mut penalties, Rule::Copy, why);
                             }
                             CopyVerdict::Reset => {
                                 *r = MinerRecord { missed: r.missed.clone(), started: true, ..fresh(hotkey, &model) };
@@ -447,15 +443,11 @@ impl Ledger {
                     let own_data_fails = r.binary_ema <= 0.0
                         || (r.evaluations > g.binary_warmup_windows && r.binary_ema < g.binary_zero_threshold);
                     if losses.is_some() && own_data_fails {
-                        r.final_score = 0.0;
-                        penalties.push(Penalty {
-                            multiplier: 0.0,
-                            rule: Rule::OwnData,
-                            reason: format!(
-                                "own-data test: binary EMA {:.3} (paid from above 0, and from {} after {} evaluations)",
-                                r.binary_ema, g.binary_zero_threshold, g.binary_warmup_windows
-                            ),
-                        });
+                        let why = format!(
+                            "own-data test: binary EMA {:.3} (paid from above 0, and from {} after {} evaluations)",
+                            r.binary_ema, g.binary_zero_threshold, g.binary_warmup_windows
+                        );
+                        zero(r, &mut penalties, Rule::OwnData, why);
                     }
                 }
                 Outcome::Missing { reason, .. } => {
@@ -510,24 +502,14 @@ impl Ledger {
                 } else {
                     format!("gradient score EMA {:.2e} after {} evaluations", r.gradient_ema, r.evaluations)
                 };
-                // The score only: a miner that recovers keeps its own-data record.
-                r.final_score = 0.0;
-                penalties.push(Penalty {
-                    multiplier: 0.0,
-                    rule: Rule::Harmful,
-                    reason: format!("harmful: {why}: out of the gather set"),
-                });
+                zero(r, &mut penalties, Rule::Harmful, format!("harmful: {why}: out of the gather set"));
             }
             if excluded(r) {
                 r.final_score = 0.0;
                 let rule = r.excluded_by.unwrap_or_default();
                 if !penalties.iter().any(|x| x.multiplier == 0.0 && x.rule == rule) {
                     let until = r.excluded_until.unwrap_or(w);
-                    penalties.push(Penalty {
-                        multiplier: 0.0,
-                        rule,
-                        reason: format!("excluded until window {until} (rule {rule})"),
-                    });
+                    zero(r, &mut penalties, rule, format!("excluded until window {until} (rule {rule})"));
                 }
             }
             if r.final_score > 0.0 && r.final_score < p.score_zero_threshold {

@@ -51,10 +51,14 @@ impl Losses {
     /// The largest own advantage another miner's update has on this miner's own data; `None`
     /// without references.
     pub fn reference_advantage(&self) -> Option<f64> {
+        self.reference_advantages().max_by(f64::total_cmp)
+    }
+
+    /// Each reference update's own advantage on this miner's own data.
+    fn reference_advantages(&self) -> impl Iterator<Item = f64> + '_ {
         self.references
             .iter()
             .map(|r| relative(self.own_before, r.own_after) - relative(self.random_before, r.random_after))
-            .max_by(f64::total_cmp)
     }
 
     /// The own advantage beyond what other updates achieve on the same own data: the mean
@@ -62,12 +66,8 @@ impl Losses {
     /// more than others under any update; this margin measures what is left, the part owed to
     /// training on them.
     pub fn own_margin(&self) -> Option<f64> {
-        let refs: Vec<f64> = self
-            .references
-            .iter()
-            .map(|r| relative(self.own_before, r.own_after) - relative(self.random_before, r.random_after))
-            .collect();
-        (!refs.is_empty()).then(|| self.own_advantage() - refs.iter().sum::<f64>() / refs.len() as f64)
+        let n = self.references.len();
+        (n > 0).then(|| self.own_advantage() - self.reference_advantages().sum::<f64>() / n as f64)
     }
 
     /// +1 when the update lowers the loss on the miner's own data and helps that data more than
@@ -177,20 +177,22 @@ pub struct PairEvidence {
 pub const IDENTICAL_EVIDENCE_WINDOWS: u32 = 3;
 
 /// Which upload of each alike pair is the copy, as `copy → what it copies` (the worst pair per
-/// copy), with identical pairs' `evidence` carried from earlier windows and updated here. An update learned from
-/// one miner's samples helps those samples more than another's, whoever signed it: with both
-/// uids' losses known, the copy is the one whose own data the update helps less, measured
-/// against the control of other updates on the same data (own margin, §14), or by the own
-/// advantage alone where either uid has no references; for an identical pair summed over every
-/// window it was identical, so the decision firms up as a copier keeps copying. Only where nothing was ever
-/// measured (no losses, or equal sums) does the later `LastModified` decide, then the higher
-/// uid: a clock the uploader's own server reports, so a copier that backdates its object wins
-/// only where no losses were measured.
+/// copy), with identical pairs' `evidence` carried from earlier windows and updated here.
+///
+/// An update learned from one miner's samples helps those samples more than another's, whoever
+/// signed it: with both uids' losses known, the copy is the one whose own data the update helps
+/// less, measured against the control of other updates on the same data (own margin, §14), or
+/// by the own advantage alone where either uid has no references; for an identical pair summed
+/// over every window it was identical, so the decision firms up as a copier keeps copying. Only
+/// where nothing was ever measured (no losses, or a zero sum) does the later `LastModified`
+/// decide, then the higher uid: a clock the uploader's own server reports, so a copier that
+/// backdates its object wins only where no losses were measured (and is then only withheld,
+/// [`IDENTICAL_EVIDENCE_WINDOWS`]).
 ///
 /// The control matters: without it, which of two sample sets happens to improve more under any
 /// update decided 4 of 12 windows against the victim in a devnet (an honest miner excluded as
-/// the copy of its copier); with it, 11 of 12 single windows went to the copier, and summed
-/// over windows every one from the second on.
+/// the copy of its copier); with it, 1 of 12 in another run, and with the sum none
+/// (docs/performance.md).
 pub fn attribute_copies(
     pairs: &[Alike],
     losses: &BTreeMap<u16, Losses>,

@@ -170,15 +170,59 @@ impl Behaviour {
     }
 }
 
+/// A seeded xorshift stream: the adversaries' randomness, the same on every machine.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
 /// Deterministic bytes that look like nothing (xorshift), for the malformed adversary.
 pub fn garbage(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 32) as u8
-        })
-        .collect()
+    let mut next = xorshift(seed);
+    (0..len).map(|_| (next() >> 32) as u8).collect()
+}
+
+/// The shuffled adversary's samples: each one's tokens in a seeded random order (Fisher-Yates):
+/// the right tokens, no language.
+pub fn shuffle_tokens(samples: &mut [Vec<u32>], seed: u64) {
+    let mut next = xorshift(seed);
+    for s in samples {
+        for i in (1..s.len()).rev() {
+            s.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{garbage, shuffle_tokens};
+
+    #[test]
+    fn shuffled_samples_keep_their_tokens_in_another_order() {
+        let original: Vec<Vec<u32>> = vec![(0..64).collect(), (100..132).collect(), vec![7]];
+        let mut shuffled = original.clone();
+        shuffle_tokens(&mut shuffled, 42);
+        for (a, b) in original.iter().zip(&shuffled) {
+            let (mut x, mut y) = (a.clone(), b.clone());
+            x.sort_unstable();
+            y.sort_unstable();
+            assert_eq!(x, y, "the same tokens");
+        }
+        assert_ne!(original[0], shuffled[0], "in another order");
+        assert_ne!(original[1], shuffled[1], "in another order");
+        let mut again = original.clone();
+        shuffle_tokens(&mut again, 42);
+        assert_eq!(again, shuffled, "seeded");
+    }
+
+    #[test]
+    fn garbage_is_seeded() {
+        assert_eq!(garbage(64, 3), garbage(64, 3));
+        assert_ne!(garbage(64, 3), garbage(64, 4));
+    }
 }

@@ -18,7 +18,7 @@ use ferrum_node::{Follower, NodeEvent, NodeSetup, NodeState, StartError, StateDi
 use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
-use crate::adversary::{Behaviour, garbage};
+use crate::adversary::{Behaviour, garbage, shuffle_tokens};
 use crate::trainer::{TrainJob, TrainerThread};
 
 /// Everything a miner runs with: what every node has, and how it behaves.
@@ -477,51 +477,10 @@ fn noise(layout: &PayloadLayout, window: u64) -> Vec<EncodedTensor> {
     encoded(layout, &|i, n| synthetic_delta(n, seed + i as u64).into_iter().map(|v| v * 100.0).collect())
 }
 
-/// The shuffled adversary's samples: each one's tokens in a seeded random order
-/// (Fisher-Yates over SplitMix64).
-fn shuffle_tokens(samples: &mut [Vec<u32>], seed: u64) {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    for s in samples {
-        for i in (1..s.len()).rev() {
-            s.swap(i, (next() % (i as u64 + 1)) as usize);
-        }
-    }
-}
-
 fn to_block(b: &BlockInfo) -> Block {
     Block { number: b.number, timestamp_ms: b.timestamp_ms }
 }
 
 fn short(m: &MasterModel) -> String {
     m.fingerprint().to_string()[..16].to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shuffle_tokens;
-
-    #[test]
-    fn shuffled_samples_keep_their_tokens_in_another_order() {
-        let original: Vec<Vec<u32>> = vec![(0..64).collect(), (100..132).collect(), vec![7]];
-        let mut shuffled = original.clone();
-        shuffle_tokens(&mut shuffled, 42);
-        for (a, b) in original.iter().zip(&shuffled) {
-            let (mut x, mut y) = (a.clone(), b.clone());
-            x.sort_unstable();
-            y.sort_unstable();
-            assert_eq!(x, y, "the same tokens");
-        }
-        assert_ne!(original[0], shuffled[0], "in another order");
-        assert_ne!(original[1], shuffled[1], "in another order");
-        let mut again = original.clone();
-        shuffle_tokens(&mut again, 42);
-        assert_eq!(again, shuffled, "seeded");
-    }
 }

@@ -596,10 +596,7 @@ impl Devnet {
             .map(|(&uid, s)| {
                 let share = weights.and_then(|w| w.get(&uid)).copied().unwrap_or(0.0);
                 let scored = report.and_then(|r| r.uids.iter().find(|u| u.uid == uid));
-                let reason = scored
-                    .map(|u| u.penalties.iter().map(|p| format!("[{}] {}", p.rule, p.reason)).collect::<Vec<_>>())
-                    .unwrap_or_default()
-                    .join("; ");
+                let reason = scored.map(ferrum_gauntlet::UidReport::reasons).unwrap_or_default();
                 let rule = match scored {
                     Some(u) => u.verdict.map_or("paid", |r| r.name()),
                     None => "unscored",

@@ -20,17 +20,6 @@ pub struct Chopsticks {
     _process: Child,
 }
 
-/// Runs the command given as arguments, prints its pid, and kills it when the process that
-/// started the shell is gone (even after SIGKILL, which runs no destructor).
-const GUARD: &str = r#"
-"$@" &
-child=$!
-echo "ferrum-guard-child $child"
-parent=$PPID
-while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-kill "$child" 2>/dev/null
-"#;
-
 impl Drop for Chopsticks {
     fn drop(&mut self) {
         // The shell is killed on drop; the node under it goes now too, not at this process's end.
@@ -95,7 +84,7 @@ impl Chopsticks {
         // included): a test that kills `ferrum localnet` must not leave a chain running.
         let mut process = Command::new("sh")
             .arg("-c")
-            .arg(GUARD)
+            .arg(super::guard::script("", "", ""))
             .arg("sh")
             .arg("node")
             .arg(chopsticks)
@@ -122,7 +111,7 @@ impl Chopsticks {
         let found = tokio::time::timeout(Duration::from_secs(180), async {
             use tokio::io::AsyncWriteExt as _;
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(pid) = line.strip_prefix("ferrum-guard-child ") {
+                if let Some(pid) = line.strip_prefix(super::guard::CHILD_PREFIX) {
                     child = pid.trim().parse::<u32>().ok();
                     continue;
                 }

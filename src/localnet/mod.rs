@@ -7,6 +7,7 @@
 //! processes, started from the commands it prints (or by the test harness from its ready file).
 
 pub mod chopsticks;
+pub mod guard;
 pub mod seaweed;
 pub mod tools;
 

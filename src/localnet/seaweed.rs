@@ -21,17 +21,6 @@ pub struct Seaweed {
     _guard: Child,
 }
 
-/// Kills the server when the starting process (the shell's parent) is gone, then cleans up.
-const GUARD: &str = r#"
-dir="$1"; shift
-"$@" >"$dir/weed.log" 2>&1 &
-child=$!
-parent=$PPID
-while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-kill "$child" 2>/dev/null; wait "$child" 2>/dev/null
-rm -rf "$dir/data"
-"#;
-
 /// `n` ports the OS says are free now.
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let listeners = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
@@ -84,7 +73,8 @@ impl Seaweed {
         ];
         let guard = Command::new("sh")
             .arg("-c")
-            .arg(GUARD)
+            // Logs to the folder; its data goes when the starting process is gone.
+            .arg(super::guard::script(r#"dir="$1"; shift"#, r#">"$dir/weed.log" 2>&1"#, r#"rm -rf "$dir/data""#))
             .arg("weed-guard")
             .arg(dir)
             .arg(weed)

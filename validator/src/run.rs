@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
 use crate::eval::{Candidate, EvalJob, EvalThread};
-use crate::state::{PendingReveal, ValidatorFiles, ValidatorState, ValidatorStateError};
+use crate::state::{CopyEvidence, PendingReveal, ValidatorFiles, ValidatorState, ValidatorStateError};
 
 /// Base fingerprints remembered for sync lag.
 const RECENT_BASES: usize = 8;
@@ -387,7 +387,7 @@ impl Validator {
             }
         };
         let hotkeys: BTreeMap<u16, String> = received.iter().map(|(p, _, _)| (p.uid, p.hotkey.to_ss58())).collect();
-        let copies = self.attribute_copies(&alike, &losses, &hotkeys);
+        let copies = attribute_copies(&mut self.state.copy_evidence, &alike, &losses, &hotkeys);
         for (peer, _, _) in &received {
             let outcome = Outcome::Received {
                 losses: losses.get(&peer.uid).cloned(),
@@ -398,43 +398,6 @@ impl Validator {
         }
         let input = WindowInput { window: w, global_step: self.node.global_step, miners: outcomes };
         Ok(self.state.ledger.update(&input, &self.setup.config))
-    }
-
-    /// Decides which of each alike pair is the copy, with the pair's evidence from earlier
-    /// windows (kept while both uids keep their hotkeys).
-    fn attribute_copies(
-        &mut self,
-        alike: &[rules::Alike],
-        losses: &BTreeMap<u16, rules::Losses>,
-        hotkeys: &BTreeMap<u16, String>,
-    ) -> BTreeMap<u16, ferrum_gauntlet::CopyOf> {
-        let same = |uid: u16, hotkey: &str| hotkeys.get(&uid).is_some_and(|h| h == hotkey);
-        let mut evidence: BTreeMap<(u16, u16), rules::PairEvidence> = self
-            .state
-            .copy_evidence
-            .iter()
-            .filter(|e| same(e.a.0, &e.a.1) && same(e.b.0, &e.b.1))
-            .map(|e| ((e.a.0, e.b.0), e.evidence))
-            .collect();
-        let copies = rules::attribute_copies(alike, losses, &mut evidence);
-        // Pairs not seen this window keep their evidence unless a uid changed hands.
-        let hotkey_of = |uid: u16| hotkeys.get(&uid).cloned();
-        let mut kept: Vec<crate::state::CopyEvidence> = self
-            .state
-            .copy_evidence
-            .drain(..)
-            .filter(|e| !evidence.contains_key(&(e.a.0, e.b.0)))
-            .filter(|e| {
-                hotkeys.get(&e.a.0).is_none_or(|h| *h == e.a.1) && hotkeys.get(&e.b.0).is_none_or(|h| *h == e.b.1)
-            })
-            .collect();
-        for ((a, b), e) in evidence {
-            if let (Some(ha), Some(hb)) = (hotkey_of(a), hotkey_of(b)) {
-                kept.push(crate::state::CopyEvidence { a: (a, ha), b: (b, hb), evidence: e });
-            }
-        }
-        self.state.copy_evidence = kept;
-        copies
     }
 
     /// Reads samples; a failure leaves them out (the loss evaluation then skips the miner).
@@ -545,6 +508,34 @@ impl Validator {
     }
 }
 
+/// Decides which of each alike pair is the copy, with the pair's evidence from earlier windows
+/// (`kept`, updated here; kept while both uids keep their hotkeys).
+fn attribute_copies(
+    kept: &mut Vec<CopyEvidence>,
+    alike: &[rules::Alike],
+    losses: &BTreeMap<u16, rules::Losses>,
+    hotkeys: &BTreeMap<u16, String>,
+) -> BTreeMap<u16, ferrum_gauntlet::CopyOf> {
+    // Evidence belongs to a pair of hotkeys: a uid that changed hands starts with none.
+    let current = |uid: u16, hotkey: &str| hotkeys.get(&uid).is_none_or(|h| h == hotkey);
+    kept.retain(|e| current(e.a.0, &e.a.1) && current(e.b.0, &e.b.1));
+    let mut evidence: BTreeMap<(u16, u16), rules::PairEvidence> =
+        kept.iter().map(|e| ((e.a.0, e.b.0), e.evidence)).collect();
+    let copies = rules::attribute_copies(alike, losses, &mut evidence);
+    for e in kept.iter_mut() {
+        if let Some(updated) = evidence.remove(&(e.a.0, e.b.0)) {
+            e.evidence = updated;
+        }
+    }
+    // What is left is new pairs (both uids were received, so both hotkeys are known).
+    for ((a, b), evidence) in evidence {
+        if let (Some(ha), Some(hb)) = (hotkeys.get(&a), hotkeys.get(&b)) {
+            kept.push(CopyEvidence { a: (a, ha.clone()), b: (b, hb.clone()), evidence });
+        }
+    }
+    copies
+}
+
 /// Per tensor, the median norm of the updates (`codec::median` of `codec::norm`, as §7.4
 /// clips); `None` per tensor without updates.
 fn median_norms(updates: &[&[EncodedTensor]], tensors: usize) -> Vec<Option<f64>> {
@@ -572,6 +563,39 @@ fn is_empty_update(tensors: &[ferrum_common::codec::EncodedTensor]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Identical pairs' evidence adds up across windows and is dropped when a uid changes hands.
+    #[test]
+    fn copy_evidence_follows_the_pair_of_hotkeys() {
+        let pair = rules::Alike { a: (1, 0), b: (2, 0), overlap: 1.0, identical: true };
+        let losses = |own_after_1: f64, own_after_2: f64| {
+            let l = |own_after| rules::Losses {
+                own_before: 4.0,
+                own_after,
+                random_before: 4.0,
+                random_after: 3.8,
+                references: Vec::new(),
+            };
+            BTreeMap::from([(1, l(own_after_1)), (2, l(own_after_2))])
+        };
+        let hotkeys = BTreeMap::from([(1, "alice".to_string()), (2, "bob".to_string())]);
+        let mut kept = Vec::new();
+        for _ in 0..3 {
+            let c = attribute_copies(&mut kept, &[pair], &losses(3.7, 3.79), &hotkeys);
+            assert_eq!(c.get(&2).map(|c| c.uid), Some(1));
+        }
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].evidence.windows, 3);
+        // A window without the pair keeps the evidence.
+        attribute_copies(&mut kept, &[], &BTreeMap::new(), &hotkeys);
+        assert_eq!(kept[0].evidence.windows, 3);
+        // uid 2 registered by someone else: its evidence is gone, the new pair starts over.
+        let taken = BTreeMap::from([(1, "alice".to_string()), (2, "carol".to_string())]);
+        let c = attribute_copies(&mut kept, &[pair], &losses(3.7, 3.79), &taken);
+        assert_eq!(c.get(&2).map(|c| c.evidence_windows), Some(1));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].b.1, "carol");
+    }
     use ferrum_common::codec::Values;
 
     fn update(values: &[f32]) -> Vec<EncodedTensor> {

@@ -21,12 +21,8 @@ pub struct RunArgs {
     /// Wallet root (default ~/.bittensor/wallets).
     #[arg(global = true, long = "wallet.path", env = "BT_WALLET_PATH")]
     pub wallet_path: Option<PathBuf>,
-    /// `finney`, `test` or `local` (the Bittensor SDK's endpoints).
-    #[arg(global = true, long = "subtensor.network", env = "BT_SUBTENSOR_NETWORK", default_value = "finney")]
-    pub network: String,
-    /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
-    #[arg(global = true, long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
-    pub chain_endpoint: Option<String>,
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// The subnet mechanism whose weights a validator sets (0: the subnet's first). Runtimes
     /// with mechanisms only; elsewhere anything but 0 is refused when weights are set.
     #[arg(global = true, long = "mechid", env = "BT_MECHID", default_value_t = 0)]
@@ -95,6 +91,33 @@ pub struct Launch {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+/// Which chain to talk to, as the Bittensor SDK names it; shared by the nodes and `ferrum
+/// metagraph`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ChainArgs {
+    /// `finney`, `test` or `local` (the Bittensor SDK's endpoints).
+    #[arg(global = true, long = "subtensor.network", env = "BT_SUBTENSOR_NETWORK", default_value = "finney")]
+    pub network: String,
+    /// A chain endpoint (ws:// or wss://), overriding --subtensor.network.
+    #[arg(global = true, long = "subtensor.chain_endpoint", env = "BT_SUBTENSOR_CHAIN_ENDPOINT")]
+    pub chain_endpoint: Option<String>,
+}
+
+impl ChainArgs {
+    /// The endpoint: `--subtensor.chain_endpoint`, else the network's.
+    pub fn endpoint(&self) -> Result<String, String> {
+        match &self.chain_endpoint {
+            Some(url) => Ok(url.clone()),
+            None => network_endpoint(&self.network).map(str::to_string).ok_or_else(|| {
+                format!(
+                    "--subtensor.network {}: unknown; use finney, test, local or --subtensor.chain_endpoint",
+                    self.network
+                )
+            }),
+        }
+    }
+}
+
 /// The Bittensor SDK's endpoint for a network name.
 pub fn network_endpoint(network: &str) -> Option<&'static str> {
     match network {
@@ -149,15 +172,7 @@ impl RunArgs {
 
     /// The endpoint to connect to.
     pub fn endpoint(&self) -> Result<String, String> {
-        match &self.chain_endpoint {
-            Some(url) => Ok(url.clone()),
-            None => network_endpoint(&self.network).map(str::to_string).ok_or_else(|| {
-                format!(
-                    "--subtensor.network {}: unknown; use finney, test, local or --subtensor.chain_endpoint",
-                    self.network
-                )
-            }),
-        }
+        self.chain.endpoint()
     }
 
     /// Connects to the chain, retrying with a doubling pause (1 s to 30 s, 8 tries) while it is
