@@ -74,7 +74,15 @@ fn refused(why: &str) -> object_store::Error {
 }
 
 /// A whole-object answer built from bytes read beforehand.
-fn answer(meta: ObjectMeta, bytes: Bytes) -> GetResult {
+/// `bytes` as a server answers: the part a bounded range asks for (an honest S3 server honours
+/// ranges; the lie is in which bytes, not in how they are cut), else the whole object.
+fn answer(meta: ObjectMeta, bytes: Bytes, asked: &GetOptions) -> GetResult {
+    let bytes = match &asked.range {
+        Some(object_store::GetRange::Bounded(r)) if r.end <= bytes.len() as u64 => {
+            bytes.slice(r.start as usize..r.end as usize)
+        }
+        _ => bytes,
+    };
     let range = 0..bytes.len() as u64;
     GetResult {
         payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed()),
@@ -126,7 +134,7 @@ impl ObjectStore for Hostile {
             Attack::Equivocate if odd => {
                 let (meta, _) = self.read_whole(location).await?;
                 let (_, other) = self.read_whole(&alternate(location)).await?;
-                Ok(answer(meta, other))
+                Ok(answer(meta, other, &options))
             }
             Attack::Overwrite | Attack::Vanish => {
                 let (meta, bytes) = self.read_whole(location).await?;
@@ -138,7 +146,7 @@ impl ObjectStore for Hostile {
                         self.inner.put(location, other.into()).await?;
                     }
                 }
-                Ok(answer(meta, bytes))
+                Ok(answer(meta, bytes, &options))
             }
             Attack::Selective | Attack::Slow { .. } | Attack::Equivocate => {
                 self.inner.get_opts(location, options).await

@@ -19,6 +19,7 @@ use ferrum_node::retry::{Backoff, retry};
 use ferrum_node::{
     Follower, Gathered, NodeEvent, NodeSetup, NodeState, StartError, StateDir, StateError, Sync, WindowPlan,
 };
+use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
@@ -73,6 +74,9 @@ struct Pending {
 /// Mirrored payloads are kept for this many windows (a node repairs a window at most one
 /// window later; the rest is margin for slow nodes).
 const MIRROR_WINDOWS: u64 = 16;
+/// The longest a second read of a payload's content id may take: a stalling server delays
+/// scoring by at most this, and its silence proves nothing.
+const RECHECK_SECS: u64 = 5;
 
 /// Runs the validator until `shutdown` turns true.
 pub async fn run(
@@ -312,6 +316,26 @@ impl Validator {
                 }
             }
         }
+
+        // A miner's server must keep serving what it served: read each payload's content id
+        // once more, now that the put window is long closed. Other bytes there (an overwrite,
+        // noise, a different signed payload) zero the miner; no answer is no evidence.
+        let within = std::time::Duration::from_secs(self.setup.config.storage.timeout_secs.min(RECHECK_SECS));
+        let rechecks: Vec<_> =
+            received.iter().map(|(peer, _, p)| self.sync.recheck(peer, w, &p.hash, within)).collect();
+        let rechecks: Vec<ferrum_node::Recheck> = futures::stream::iter(rechecks).buffered(8).collect().await;
+        let mut kept = Vec::with_capacity(received.len());
+        for ((peer, t, payload), recheck) in received.into_iter().zip(rechecks) {
+            match recheck {
+                ferrum_node::Recheck::Changed(why) => {
+                    let reason = format!("its server changed the payload after serving it ({why})");
+                    warn!(window = w, miner = peer.uid, hotkey = %peer.hotkey, %reason, "payload changed");
+                    outcomes.insert(peer.uid, (peer.hotkey.to_ss58(), Outcome::Invalid { reason }));
+                }
+                _ => kept.push((peer, t, payload)),
+            }
+        }
+        let mut received = kept;
 
         // Originality: uploads that are the same update, or overlap heavily. Which of a pair is
         // the copy is decided once losses are known (`rules::attribute_copies`).

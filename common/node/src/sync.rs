@@ -161,6 +161,17 @@ pub struct Fetched {
     pub bytes: bytes::Bytes,
 }
 
+/// What a second read of a payload found ([`Sync::recheck`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recheck {
+    /// The same content id as the gather read.
+    Same,
+    /// Other bytes where the payload was: its server changed it after serving it.
+    Changed(String),
+    /// No answer (timeout, refused, gone): no evidence either way.
+    NoAnswer(String),
+}
+
 /// Everything a node's own gather of a window found, kept until the window is settled: enough
 /// to re-apply the window with another set without asking a miner's server again.
 #[derive(Debug, Clone)]
@@ -419,6 +430,33 @@ impl Sync {
         Ok(())
     }
 
+    /// Reads the content id of `peer`'s payload of `window` again, after the put window, to see
+    /// whether its server still serves what this node read (a range read of the 32-byte hash
+    /// before the signature). Nothing here decides what a window applies: it gives a validator
+    /// evidence that a miner's server changed an object it had already served.
+    pub async fn recheck(&self, peer: &Peer, window: u64, read: &PayloadId, within: Duration) -> Recheck {
+        let store = match self.peer_store(peer) {
+            Ok(s) => s,
+            Err(e) => return Recheck::NoAnswer(e),
+        };
+        let key = self.namespace.payload(window, peer.uid, &peer.hotkey);
+        // The trailer is the 32-byte hash, then the 64-byte signature.
+        let end = (self.layout.size() - payload::TRAILER_LEN + 32) as u64;
+        match tokio::time::timeout(within, store.get_range(&key, end - 32..end)).await {
+            Err(_) => Recheck::NoAnswer(format!("no answer within {} s", within.as_secs())),
+            Ok(Ok(bytes)) if bytes.as_ref() == read.as_slice() => Recheck::Same,
+            Ok(Ok(bytes)) => Recheck::Changed(format!(
+                "content id {} read in the gather, {} now",
+                &hex::encode(read)[..16],
+                &hex::encode(&bytes)[..16.min(2 * bytes.len())]
+            )),
+            // A server that answers a range read with other than the bytes asked for is not
+            // serving the object it served.
+            Ok(Err(e @ ferrum_common::StorageError::BadRange { .. })) => Recheck::Changed(e.to_string()),
+            Ok(Err(e)) => Recheck::NoAnswer(e.to_string()),
+        }
+    }
+
     /// Gathers the plan's payloads, aggregates the ones this node accepts and applies the outer
     /// step to `model` (the window's base). With nothing accepted the model is left as it is.
     /// `excluded` uids are left out (a validator's Gauntlet exclusions: reserves take their
@@ -532,5 +570,53 @@ impl Sync {
             agreement,
             settle_secs: 0.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrum_common::Preset;
+
+    /// A second read finds the same content id, other bytes, or nothing to judge by.
+    #[tokio::test]
+    async fn a_recheck_tells_a_changed_object_from_an_unanswered_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Preset::Test.config();
+        let access = PeerAccess {
+            policy: PeerUrlPolicy { allow_local: true, allow_private: true },
+            own_bucket: None,
+            hook: None,
+        };
+        let sync = Sync::new(&config, 1, ferrum_common::DatasetId([0; 32]), 100, 1).with_access(access);
+        let hotkey = ferrum_common::Hotkey([7; 32]);
+        let peer = Peer {
+            uid: 3,
+            hotkey,
+            incentive: 0,
+            bucket: Some(dir.path().display().to_string()),
+            validator: false,
+            stake: 0,
+            validator_permit: false,
+        };
+        let path = dir.path().join(sync.namespace.payload(5, 3, &hotkey));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        let size = sync.layout.size();
+        let with_id = |id: u8| {
+            let mut b = vec![1u8; size];
+            b[size - payload::TRAILER_LEN..size - payload::TRAILER_LEN + 32].fill(id);
+            b
+        };
+        let within = Duration::from_secs(5);
+        std::fs::write(&path, with_id(9)).expect("write");
+        assert_eq!(sync.recheck(&peer, 5, &[9; 32], within).await, Recheck::Same);
+        std::fs::write(&path, with_id(4)).expect("overwrite");
+        assert!(matches!(sync.recheck(&peer, 5, &[9; 32], within).await, Recheck::Changed(_)));
+        // Cut short: the range is past its end, which a server reports as an error, not bytes:
+        // no evidence (a reader cannot tell it from a failing server).
+        std::fs::write(&path, &with_id(9)[..size / 2]).expect("truncate");
+        assert!(matches!(sync.recheck(&peer, 5, &[9; 32], within).await, Recheck::NoAnswer(_)));
+        std::fs::remove_file(&path).expect("delete");
+        assert!(matches!(sync.recheck(&peer, 5, &[9; 32], within).await, Recheck::NoAnswer(_)));
     }
 }
