@@ -40,7 +40,12 @@ pub struct CopyOf {
     pub uid: u16,
     /// Top-k index overlap with it.
     pub overlap: f64,
-    /// The same update bit for bit (re-signed under another hotkey).
+    /// The overlap beyond the window's median pair (`rules::excess_overlap`), which the
+    /// thresholds judge.
+    #[serde(default)]
+    pub excess: f64,
+    /// The same update: bit for bit, or within `gauntlet.copy.duplicate_distance` (re-signed
+    /// under another hotkey, perhaps perturbed).
     pub identical: bool,
     /// Windows of measured evidence behind the attribution (`rules::PairEvidence`).
     #[serde(default)]
@@ -366,7 +371,7 @@ impl Ledger {
                     r.missing_streak = 0;
                     r.sync = rules::sync_score(*lag, &g.sync);
                     if let Some(l) = losses {
-                        let (s, b) = (l.gradient_score(), l.binary_indicator());
+                        let (s, b) = (l.gradient_score(), l.binary_indicator(g.order_gap));
                         gradient_score = Some(s);
                         binary_indicator = Some(b);
                         r.evaluations += 1;
@@ -405,9 +410,12 @@ impl Ledger {
                     }
                     if let Some(c) = copy_of {
                         let why = if c.identical {
-                            format!("the same update as uid {}, uploaded earlier", c.uid)
+                            format!("the same update as uid {} (within the duplicate distance)", c.uid)
                         } else {
-                            format!("copies uid {} (index overlap {:.2})", c.uid, c.overlap)
+                            format!(
+                                "copies uid {} (index overlap {:.2}, {:.2} beyond the window's typical pair)",
+                                c.uid, c.overlap, c.excess
+                            )
                         };
                         match rules::copy_verdict(c, input.global_step, &g.copy) {
                             CopyVerdict::Original => {}
@@ -443,10 +451,16 @@ impl Ledger {
                     let own_data_fails = r.binary_ema <= 0.0
                         || (r.evaluations > g.binary_warmup_windows && r.binary_ema < g.binary_zero_threshold);
                     if losses.is_some() && own_data_fails {
-                        let why = format!(
+                        let mut why = format!(
                             "own-data test: binary EMA {:.3} (paid from above 0, and from {} after {} evaluations)",
                             r.binary_ema, g.binary_zero_threshold, g.binary_warmup_windows
                         );
+                        let order = losses.as_ref().and_then(|l| l.order_verdict(g.order_gap));
+                        if let Some(gain) = order.filter(|g| *g <= 0.0) {
+                            why.push_str(&format!(
+                                "; its update helps its samples' tokens shuffled as much as in order (order gain {gain:.4})"
+                            ));
+                        }
                         zero(r, &mut penalties, Rule::OwnData, why);
                     }
                 }

@@ -5,6 +5,7 @@
 
 pub mod ledger;
 pub mod openskill;
+pub mod order;
 pub mod rules;
 pub mod weights;
 

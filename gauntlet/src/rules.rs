@@ -20,6 +20,37 @@ pub struct Losses {
     /// against (empty when the window had no reference peers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<Reference>,
+    /// The order test's losses (`None`: not measured, as with `order_eval_samples` 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderLosses>,
+}
+
+/// The first `gauntlet.order_eval_samples` of a miner's own samples, in their order and with
+/// their tokens shuffled ([`crate::order::shuffled`]), before and after its update.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OrderLosses {
+    pub ordered_before: f64,
+    pub ordered_after: f64,
+    pub shuffled_before: f64,
+    pub shuffled_after: f64,
+}
+
+impl OrderLosses {
+    /// How much more the update helps the samples in their order than the same tokens
+    /// shuffled (relative improvements); an update learned from text scores above 0.
+    pub fn gain(&self) -> f64 {
+        relative(self.ordered_before, self.ordered_after) - relative(self.shuffled_before, self.shuffled_after)
+    }
+
+    /// How much worse the base model does on the shuffled samples than on them in order,
+    /// relative: what it has learned from order so far.
+    pub fn base_gap(&self) -> f64 {
+        if self.ordered_before > 0.0 && self.ordered_before.is_finite() && self.shuffled_before.is_finite() {
+            (self.shuffled_before - self.ordered_before) / self.ordered_before
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Another miner's update measured on this miner's own data.
@@ -79,10 +110,26 @@ impl Losses {
     /// alone lets that difference, not the miner's training, decide the sign. Beating every
     /// reference, not their median, is the margin: an update trained elsewhere beats each one
     /// by chance about half the time, so all of them only rarely.
-    pub fn binary_indicator(&self) -> f64 {
+    ///
+    /// The order test, where measured and once the base model does at least `order_gap`
+    /// worse on the shuffled samples than in order ([`OrderLosses::base_gap`]): the update must
+    /// also help the own samples in their order more than their tokens shuffled
+    /// ([`OrderLosses::gain`] above 0). Training on the right tokens without their language
+    /// helps its own data's token counts, and beats the references on those alone; that is
+    /// real help while the model knows little more than token counts, so the test waits until
+    /// the model has learned from order (before, honest gains scatter around 0:
+    /// docs/performance.md).
+    pub fn binary_indicator(&self, order_gap: f64) -> f64 {
         let own = relative(self.own_before, self.own_after);
         let control = self.reference_advantage().unwrap_or(0.0);
-        if own > 0.0 && self.own_advantage() > control { 1.0 } else { -1.0 }
+        let in_order = self.order_verdict(order_gap).is_none_or(|g| g > 0.0);
+        if own > 0.0 && self.own_advantage() > control && in_order { 1.0 } else { -1.0 }
+    }
+
+    /// The order test's gain ([`OrderLosses::gain`]) where measured and the base model's gap
+    /// is at least `order_gap`; `None` where the test does not apply.
+    pub fn order_verdict(&self, order_gap: f64) -> Option<f64> {
+        self.order.as_ref().filter(|o| o.base_gap() >= order_gap).map(OrderLosses::gain)
     }
 }
 
@@ -152,6 +199,21 @@ pub fn overlap(a: &[EncodedTensor], b: &[EncodedTensor], k_per_block: &[usize]) 
     if total == 0 { 0.0 } else { shared as f64 / total as f64 }
 }
 
+/// How far a pair's index overlap stands above the window's typical pair: `(o − m) / (1 − m)`,
+/// at least 0, with `m` the median overlap over every pair of the window's received payloads
+/// (0 when `m` is 1). Honest updates share many top-k indices (the DCT's low frequencies, the
+/// common tokens' rows): in a `test`-preset devnet every honest pair overlapped 0.40-0.60 in
+/// every one of 30 windows, so a fixed threshold of 0.4 judged each honest miner a copier once
+/// the grace steps ended. A copy keeps its original's indices and stands out from that
+/// background whatever it is.
+pub fn excess_overlap(overlap: f64, median: f64) -> f64 {
+    if median >= 1.0 || !overlap.is_finite() || !median.is_finite() {
+        0.0
+    } else {
+        ((overlap - median) / (1.0 - median)).max(0.0)
+    }
+}
+
 /// Two uploads of a window that are the same update or overlap heavily.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Alike {
@@ -159,6 +221,9 @@ pub struct Alike {
     pub a: (u16, u64),
     pub b: (u16, u64),
     pub overlap: f64,
+    /// [`excess_overlap`] of `overlap` over the window's median pair.
+    pub excess: f64,
+    /// The same update: bit for bit, or within `gauntlet.copy.duplicate_distance`.
     pub identical: bool,
 }
 
@@ -219,8 +284,14 @@ pub fn attribute_copies(
         }
         let lo_is_copy = if e.sum != 0.0 { e.sum < 0.0 } else { (lo_ms, lo) > (hi_ms, hi) };
         let (copy, original) = if lo_is_copy { (lo, hi) } else { (hi, lo) };
-        let c = CopyOf { uid: original, overlap: p.overlap, identical: p.identical, evidence_windows: e.windows };
-        if copies.get(&copy).is_none_or(|old| (c.identical, c.overlap) > (old.identical, old.overlap)) {
+        let c = CopyOf {
+            uid: original,
+            overlap: p.overlap,
+            excess: p.excess,
+            identical: p.identical,
+            evidence_windows: e.windows,
+        };
+        if copies.get(&copy).is_none_or(|old| (c.identical, c.excess) > (old.identical, old.excess)) {
             copies.insert(copy, c);
         }
     }
@@ -245,10 +316,10 @@ pub enum CopyVerdict {
 }
 
 /// The penalty for copying an earlier upload. An identical update is excluded once the pair's
-/// evidence spans [`IDENTICAL_EVIDENCE_WINDOWS`] windows (withheld before); index overlap is
-/// judged only after the grace steps, when honest updates stop looking alike.
+/// evidence spans [`IDENTICAL_EVIDENCE_WINDOWS`] windows (withheld before); index overlap only
+/// after the grace steps, by its excess over the window's median pair ([`excess_overlap`]).
 pub fn copy_verdict(copy: &CopyOf, global_step: u64, cfg: &CopyConfig) -> CopyVerdict {
-    let overlap = copy.overlap;
+    let overlap = copy.excess;
     if copy.identical && copy.evidence_windows < IDENTICAL_EVIDENCE_WINDOWS {
         CopyVerdict::Withheld
     } else if copy.identical {
@@ -269,13 +340,20 @@ mod copy_tests {
     use super::*;
 
     fn losses(own_after: f64) -> Losses {
-        Losses { own_before: 4.0, own_after, random_before: 4.0, random_after: 3.8, references: Vec::new() }
+        Losses {
+            own_before: 4.0,
+            own_after,
+            random_before: 4.0,
+            random_after: 3.8,
+            references: Vec::new(),
+            order: None,
+        }
     }
 
     #[test]
     fn the_copy_is_the_uid_whose_own_data_the_update_helps_less_whatever_the_clocks_say() {
         // uid 7 copied uid 3's update and backdated its object by a minute.
-        let pair = Alike { a: (3, 60_000), b: (7, 0), overlap: 1.0, identical: true };
+        let pair = Alike { a: (3, 60_000), b: (7, 0), overlap: 1.0, excess: 1.0, identical: true };
         let measured = BTreeMap::from([(3, losses(3.0)), (7, losses(3.7))]);
         let c = attribute_copies(&[pair], &measured, &mut BTreeMap::new());
         assert_eq!(c.get(&7).map(|c| c.uid), Some(3), "{c:?}");
@@ -284,7 +362,7 @@ mod copy_tests {
         let c = attribute_copies(&[pair], &BTreeMap::from([(3, losses(3.0))]), &mut BTreeMap::new());
         assert_eq!(c.get(&3).map(|c| c.uid), Some(7));
         // Equal times: the higher uid is the copy.
-        let tie = Alike { a: (9, 5), b: (4, 5), overlap: 0.97, identical: false };
+        let tie = Alike { a: (9, 5), b: (4, 5), overlap: 0.97, excess: 0.94, identical: false };
         assert_eq!(attribute_copies(&[tie], &BTreeMap::new(), &mut BTreeMap::new()).get(&9).map(|c| c.uid), Some(4));
     }
 
@@ -300,7 +378,7 @@ mod copy_tests {
         // Random data improves 0.05 under every update here; own advantages are own − 0.05.
         let victim = with(3.798, vec![r(2, 3.804), r(3, 3.805)]); // adv 0.0005; refs −0.001, −0.00125
         let copier = with(3.796, vec![r(2, 3.796), r(3, 3.795)]); // adv 0.001; refs 0.001, 0.00125
-        let pair = Alike { a: (1, 0), b: (11, 0), overlap: 1.0, identical: true };
+        let pair = Alike { a: (1, 0), b: (11, 0), overlap: 1.0, excess: 1.0, identical: true };
         let plain = BTreeMap::from([(1, losses(3.798)), (11, losses(3.796))]);
         let fresh = &mut BTreeMap::new();
         assert_eq!(attribute_copies(&[pair], &plain, fresh).get(&1).map(|c| c.uid), Some(11), "no control: wrong");
@@ -317,7 +395,7 @@ mod copy_tests {
     fn a_pairs_evidence_adds_up_over_windows() {
         let r = |uid, own_after| Reference { uid, own_after, random_after: 3.8 };
         let with = |own_after: f64, refs: Vec<Reference>| Losses { references: refs, ..losses(own_after) };
-        let pair = Alike { a: (11, 0), b: (1, 0), overlap: 1.0, identical: true };
+        let pair = Alike { a: (11, 0), b: (1, 0), overlap: 1.0, excess: 1.0, identical: true };
         let clear = BTreeMap::from([(1, with(3.790, vec![r(2, 3.80)])), (11, with(3.800, vec![r(2, 3.80)]))]);
         let against = BTreeMap::from([(1, with(3.799, vec![r(2, 3.80)])), (11, with(3.797, vec![r(2, 3.80)]))]);
         let mut evidence = BTreeMap::new();
@@ -340,24 +418,26 @@ mod tests {
     use ferrum_common::codec::{EncodedTensor, Values};
     use ferrum_common::config::Preset;
 
+    const GAP: f64 = 0.1;
+
     fn losses(own_before: f64, own_after: f64, random_before: f64, random_after: f64) -> Losses {
-        Losses { own_before, own_after, random_before, random_after, references: Vec::new() }
+        Losses { own_before, own_after, random_before, random_after, references: Vec::new(), order: None }
     }
 
     #[test]
     fn scores_from_losses() {
         let honest = losses(4.0, 3.0, 4.0, 3.5);
         assert_eq!(honest.gradient_score(), 0.125);
-        assert_eq!(honest.binary_indicator(), 1.0);
+        assert_eq!(honest.binary_indicator(GAP), 1.0);
         let wrong_data = losses(4.0, 3.9, 4.0, 3.5);
-        assert_eq!(wrong_data.binary_indicator(), -1.0);
+        assert_eq!(wrong_data.binary_indicator(GAP), -1.0);
         let zeros = losses(4.0, 4.0, 4.0, 4.0);
-        assert_eq!((zeros.gradient_score(), zeros.binary_indicator()), (0.0, -1.0));
+        assert_eq!((zeros.gradient_score(), zeros.binary_indicator(GAP)), (0.0, -1.0));
         let noise = losses(4.0, 9.0, 4.0, 9.5);
         assert!(noise.gradient_score() < 0.0);
-        assert_eq!(noise.binary_indicator(), -1.0, "worse on its own data");
+        assert_eq!(noise.binary_indicator(GAP), -1.0, "worse on its own data");
         let nan = losses(4.0, f64::NAN, 4.0, f64::NAN);
-        assert_eq!((nan.gradient_score(), nan.binary_indicator()), (0.0, -1.0));
+        assert_eq!((nan.gradient_score(), nan.binary_indicator(GAP)), (0.0, -1.0));
     }
 
     #[test]
@@ -366,20 +446,47 @@ mod tests {
         // Own data that every update improves a little more than random data: the plain rule
         // says +1, but other miners' updates do as well on it, so nothing shows it trained there.
         let mut wrong_data = losses(4.0, 3.58, 4.0, 3.6);
-        assert_eq!(wrong_data.binary_indicator(), 1.0, "own versus random alone");
+        assert_eq!(wrong_data.binary_indicator(GAP), 1.0, "own versus random alone");
         wrong_data.references = vec![reference(2, 3.57, 3.6), reference(3, 3.58, 3.6), reference(4, 3.55, 3.58)];
         // Advantages: self 0.005; references 0.0075, 0.005, 0.00625 → best 0.0075.
         assert!((wrong_data.reference_advantage().expect("references") - 0.0075).abs() < 1e-12);
-        assert_eq!(wrong_data.binary_indicator(), -1.0);
+        assert_eq!(wrong_data.binary_indicator(GAP), -1.0);
         let mut honest = wrong_data.clone();
         honest.own_after = 3.5;
-        assert_eq!(honest.binary_indicator(), 1.0);
+        assert_eq!(honest.binary_indicator(GAP), 1.0);
         // Beating one of three is not enough.
         honest.own_after = 3.575;
-        assert_eq!(honest.binary_indicator(), -1.0);
+        assert_eq!(honest.binary_indicator(GAP), -1.0);
         // A reference whose loss went non-finite counts as no improvement.
         honest.references = vec![reference(2, f64::NAN, f64::NAN)];
         assert_eq!(honest.reference_advantage(), Some(0.0));
+    }
+
+    #[test]
+    fn an_update_that_helps_shuffled_tokens_as_much_as_their_order_fails_the_own_data_test() {
+        let order = |ordered_after, shuffled_after| OrderLosses {
+            ordered_before: 4.0,
+            ordered_after,
+            shuffled_before: 5.0,
+            shuffled_after,
+        };
+        let mut update = losses(4.0, 3.0, 4.0, 3.5);
+        assert_eq!(update.binary_indicator(GAP), 1.0, "not measured: the other tests decide");
+        // Learned from text: its order improves by 25 %, the shuffled tokens by 4 %.
+        update.order = Some(order(3.0, 4.8));
+        assert!((update.order_verdict(GAP).expect("measured") - 0.21).abs() < 1e-12);
+        assert_eq!(update.binary_indicator(GAP), 1.0);
+        // Learned from token counts: the shuffled tokens improve as much, or more.
+        update.order = Some(order(3.0, 3.75));
+        assert_eq!(update.order_verdict(GAP), Some(0.0));
+        assert_eq!(update.binary_indicator(GAP), -1.0);
+        update.order = Some(order(3.2, 3.5));
+        assert_eq!(update.binary_indicator(GAP), -1.0);
+        // The base does 25 % worse shuffled: the test applies up to a gap of 0.25, not above.
+        assert_eq!(update.order.expect("measured").base_gap(), 0.25);
+        assert_eq!(update.binary_indicator(0.25), -1.0);
+        assert_eq!(update.order_verdict(0.26), None);
+        assert_eq!(update.binary_indicator(0.26), 1.0, "a model that has not learned order yet");
     }
 
     #[test]
@@ -423,15 +530,27 @@ mod tests {
     }
 
     #[test]
+    fn an_overlap_is_judged_against_the_windows_median_pair() {
+        // Honest pairs at 0.48 on median, one at 0.6: little beyond the background.
+        assert!((excess_overlap(0.6, 0.48) - 0.12 / 0.52).abs() < 1e-12);
+        assert_eq!(excess_overlap(0.4, 0.48), 0.0);
+        // A copy that keeps its original's indices stands out whatever the background.
+        assert_eq!(excess_overlap(1.0, 0.48), 1.0);
+        assert_eq!(excess_overlap(0.5, 0.0), 0.5, "with no background, the overlap itself");
+        assert_eq!(excess_overlap(1.0, 1.0), 0.0, "every pair the same: nothing stands out");
+        assert_eq!(excess_overlap(f64::NAN, 0.5), 0.0);
+    }
+
+    #[test]
     fn copy_severity_follows_the_thresholds_after_the_grace_steps() {
         let cfg = Preset::Test.config().gauntlet.copy;
-        let near = |overlap| CopyOf { uid: 1, overlap, identical: false, evidence_windows: 1 };
+        let near = |excess| CopyOf { uid: 1, overlap: 0.9, excess, identical: false, evidence_windows: 1 };
         assert_eq!(copy_verdict(&near(1.0), 0, &cfg), CopyVerdict::Original, "grace steps");
         assert_eq!(copy_verdict(&near(0.3), 100, &cfg), CopyVerdict::Original);
         assert_eq!(copy_verdict(&near(0.45), 100, &cfg), CopyVerdict::Reduced(0.5));
         assert_eq!(copy_verdict(&near(0.55), 100, &cfg), CopyVerdict::Reset);
         assert_eq!(copy_verdict(&near(0.7), 100, &cfg), CopyVerdict::Excluded { windows: 200 });
-        let same = CopyOf { uid: 1, overlap: 1.0, identical: true, evidence_windows: 3 };
+        let same = CopyOf { uid: 1, overlap: 1.0, excess: 1.0, identical: true, evidence_windows: 3 };
         assert_eq!(copy_verdict(&same, 0, &cfg), CopyVerdict::Excluded { windows: 200 }, "no grace for an exact copy");
         let early = CopyOf { evidence_windows: 2, ..same };
         assert_eq!(copy_verdict(&early, 0, &cfg), CopyVerdict::Withheld, "two windows of evidence: withheld");

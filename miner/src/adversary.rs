@@ -17,6 +17,11 @@ pub enum Behaviour {
     Copier {
         victim: Victim,
     },
+    /// Another miner's payload with each tensor scaled by a random factor within ±0.1 %,
+    /// re-signed under its own hotkey: not bit-identical, the same update.
+    NearCopy {
+        victim: Victim,
+    },
     /// A free rider: an all-zero update.
     Zeros,
     /// Trains honestly, on data it was not assigned (and claims its assignment).
@@ -64,10 +69,18 @@ pub struct Victim {
     pub bucket: String,
 }
 
+impl Victim {
+    /// A victim the devnet fills in once every miner has its key.
+    fn unset() -> Victim {
+        Victim { uid: 0, hotkey: Hotkey([0; 32]), bucket: String::new() }
+    }
+}
+
 /// Names accepted by `--adversaries`, in the order the docs list them.
-pub const ADVERSARIES: [&str; 19] = [
+pub const ADVERSARIES: [&str; 20] = [
     "noise",
     "copier",
+    "near-copy",
     "zeros",
     "wrong-data",
     "replay",
@@ -99,7 +112,8 @@ impl FromStr for Behaviour {
     fn from_str(s: &str) -> Result<Behaviour, UnknownAdversary> {
         Ok(match s {
             "noise" => Behaviour::Noise,
-            "copier" => Behaviour::Copier { victim: Victim { uid: 0, hotkey: Hotkey([0; 32]), bucket: String::new() } },
+            "copier" => Behaviour::Copier { victim: Victim::unset() },
+            "near-copy" => Behaviour::NearCopy { victim: Victim::unset() },
             "zeros" => Behaviour::Zeros,
             "wrong-data" => Behaviour::WrongData,
             "replay" => Behaviour::Replay,
@@ -129,6 +143,7 @@ impl Behaviour {
             Behaviour::Honest => "honest",
             Behaviour::Noise => "noise",
             Behaviour::Copier { .. } => "copier",
+            Behaviour::NearCopy { .. } => "near-copy",
             Behaviour::Zeros => "zeros",
             Behaviour::WrongData => "wrong-data",
             Behaviour::Replay => "replay",

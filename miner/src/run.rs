@@ -380,13 +380,16 @@ impl Miner {
                 let current = build(&honest)?;
                 Ok(self.last_payload.replace(current.clone()).unwrap_or(current))
             }
-            Behaviour::Copier { victim } => {
+            Behaviour::Copier { victim } | Behaviour::NearCopy { victim } => {
                 let store = Store::open(&victim.bucket, &self.setup.config.storage).map_err(|e| e.to_string())?;
                 let key = self.sync.namespace.payload(header.window, victim.uid, &victim.hotkey);
                 // The victim uploads when the put window opens; wait for it.
                 for _ in 0..100 {
                     if let Ok(bytes) = store.get(&key, Some(layout.size() as u64)).await {
                         let copied = payload::parse_unverified(&bytes, layout).map_err(|r| r.to_string())?;
+                        if matches!(self.setup.behaviour, Behaviour::NearCopy { .. }) {
+                            return build(&perturbed(&copied.tensors, header.window));
+                        }
                         return build(&copied.tensors);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -457,6 +460,16 @@ impl Miner {
         self.setup.emit(|| NodeEvent::Applied { uid: self.uid, applied, model: Arc::new(self.state.model.clone()) });
         Ok(())
     }
+}
+
+/// `update` with each tensor scaled by its own factor in [0.999, 1.001], seeded by the window.
+fn perturbed(update: &[EncodedTensor], window: u64) -> Vec<EncodedTensor> {
+    let bytes = garbage(update.len() * 2, window);
+    update
+        .iter()
+        .zip(bytes.chunks_exact(2))
+        .map(|(t, b)| t.scaled(1.0 + 1e-3 * (f32::from(u16::from_le_bytes([b[0], b[1]])) / 32_767.5 - 1.0)))
+        .collect()
 }
 
 /// Each tensor of the layout encoded from `values(tensor index, element count)`.

@@ -349,12 +349,14 @@ impl Devnet {
             };
             devnet.miners.insert(uid, slot);
         }
-        // A copier copies the first honest miner.
+        // Copiers copy the first honest miner.
         let victim = devnet.miners.iter().find(|(_, s)| s.role == Role::Miner(Behaviour::Honest)).map(|(u, s)| {
             Victim { uid: *u, hotkey: s.keypair.hotkey(), bucket: s.dir.join("bucket").display().to_string() }
         });
         for slot in devnet.miners.values_mut() {
-            if let (Role::Miner(Behaviour::Copier { victim: v }), Some(real)) = (&mut slot.role, &victim) {
+            if let (Role::Miner(Behaviour::Copier { victim: v } | Behaviour::NearCopy { victim: v }), Some(real)) =
+                (&mut slot.role, &victim)
+            {
                 *v = real.clone();
             }
         }

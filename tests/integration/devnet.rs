@@ -50,12 +50,28 @@ async fn miners_stay_in_sync_while_one_is_killed_and_restarted() {
 
 /// A hand-made payload from `key` (as uid `uid`) for `window`, trained "from" `base`.
 fn crafted(d: &Devnet, key: &Keypair, uid: u16, window: u64, base: &MasterModel, samples_of_window: u64) -> Vec<u8> {
+    crafted_scaled(d, key, uid, window, base, samples_of_window, 1.0)
+}
+
+/// [`crafted`], its update scaled by `scale`.
+fn crafted_scaled(
+    d: &Devnet,
+    key: &Keypair,
+    uid: u16,
+    window: u64,
+    base: &MasterModel,
+    samples_of_window: u64,
+    scale: f32,
+) -> Vec<u8> {
     let config = &d.config;
     let spec = CodecSpec::new(config);
     let delta: Vec<Vec<f32>> =
         base.tensors.iter().enumerate().map(|(i, t)| synthetic_delta(t.len(), i as u64)).collect();
     let mut feedback: Vec<Vec<f32>> = base.tensors.iter().map(|t| vec![0.0; t.len()]).collect();
-    let tensors = encode_model(&mut feedback, &delta, 0.9, &spec, 1);
+    let mut tensors = encode_model(&mut feedback, &delta, 0.9, &spec, 1);
+    if scale != 1.0 {
+        tensors = tensors.iter().map(|t| t.scaled(scale)).collect();
+    }
     let hotkey = key.hotkey();
     let req =
         SampleRequest { dataset: d.dataset().id(), netuid: NETUID, window: samples_of_window, uid, hotkey: &hotkey };
@@ -82,15 +98,26 @@ fn put_at(root: &std::path::Path, key: &str, bytes: Vec<u8>, mtime_ms: u64) {
 }
 
 /// Late, early, forged, for another window, of the wrong size, stale, trained on other
-/// samples, and the same update under two hotkeys: every node skips each of them (the later
-/// of the two equal updates), for the same reason, and stays in sync.
+/// samples, and the same update under three hotkeys (once bit for bit, once scaled by 1.0005):
+/// every node skips each of them (all but the first of the equal updates), for the same
+/// reason, and stays in sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_are_skipped_by_every_node_alike() {
     let _heavy = crate::CPU_HEAVY.read().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut d = Devnet::start(&options(dir.path(), 2)).await.expect("devnet");
-    let names =
-        ["late", "early", "forged", "other-window", "wrong-size", "stale", "wrong-samples", "original", "duplicate"];
+    let names = [
+        "late",
+        "early",
+        "forged",
+        "other-window",
+        "wrong-size",
+        "stale",
+        "wrong-samples",
+        "original",
+        "duplicate",
+        "near-duplicate",
+    ];
     let mut peers = BTreeMap::new();
     for name in names {
         let (uid, key, bucket) = d.register_peer(&format!("//ferrum-test-{name}")).await.expect("register");
@@ -124,6 +151,7 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
                 "wrong-samples" => (crafted(&d, key, *uid, target, &base, target + 5), 300),
                 // Both valid and signed by their own keys; the tensors are the same.
                 "original" | "duplicate" => (good(), 300),
+                "near-duplicate" => (crafted_scaled(&d, key, *uid, target, &base, target, 1.0005), 300),
                 _ => unreachable!(),
             };
             (*uid, bucket.clone(), ns.payload(target, *uid, &Hotkey(key.hotkey().0)), bytes, offset_ms)
@@ -138,9 +166,11 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
         .await
         .expect("window with bad payloads");
     assert!(s.in_sync, "{s:?}");
-    // Which of the two equal updates counts is the gather order's choice.
-    let (a, b) = (peers["original"].0, peers["duplicate"].0);
-    let kept = if s.peers.contains(&a) { a } else { b };
+    // Which of the equal updates counts is the gather order's choice.
+    let equal = ["original", "duplicate", "near-duplicate"];
+    let kept: Vec<u16> = equal.iter().map(|n| peers[n].0).filter(|u| s.peers.contains(u)).collect();
+    assert_eq!(kept.len(), 1, "one of the equal updates counts: {s:?}");
+    let kept = kept[0];
     assert_eq!(s.peers.iter().copied().collect::<std::collections::BTreeSet<_>>(), [1, 2, kept].into(), "{s:?}");
     let reports = d.reports(target);
     let (first, _) = &reports[&1];
@@ -167,8 +197,9 @@ async fn bad_payloads_are_skipped_by_every_node_alike() {
     assert!(matches!(reason("wrong-size"), Skip::Invalid(Rejection::Size { .. })), "{:?}", reason("wrong-size"));
     assert!(matches!(reason("stale"), Skip::StaleBase { .. }), "{:?}", reason("stale"));
     assert!(matches!(reason("wrong-samples"), Skip::WrongSamples), "{:?}", reason("wrong-samples"));
-    let dropped = if kept == a { "duplicate" } else { "original" };
-    assert_eq!(reason(dropped), Skip::Duplicate { of: kept });
+    for dropped in equal.iter().filter(|n| peers[*n].0 != kept) {
+        assert_eq!(reason(dropped), Skip::Duplicate { of: kept }, "{dropped}");
+    }
     d.stop().await;
 }
 
@@ -227,7 +258,7 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = DevnetOptions {
         validators: 1,
-        adversaries: ["noise", "copier", "zeros", "forged", "late", "sign-flip"].map(String::from).to_vec(),
+        adversaries: ["noise", "near-copy", "zeros", "forged", "late", "sign-flip"].map(String::from).to_vec(),
         inner_steps: Some(4),
         ..options(dir.path(), 2)
     };
@@ -249,10 +280,17 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
     let slot_before = saved.last_weights_slot;
     d.start_miner(validator).expect("restart");
 
+    // The near-copy (its victim's update scaled by less than 0.1 %) and its victim are never
+    // both aggregated.
+    let copier = d.miner_uids().into_iter().find(|u| d.role(*u).map(|r| r.name()) == Some("near-copy"));
+    let copier = copier.expect("a near-copy miner");
+    let victim = d.miner_uids().into_iter().find(|u| d.role(*u).map(|r| r.name()) == Some("honest"));
+    let victim = victim.expect("an honest miner, the one copied");
     let mut last = None;
     for w in first + 4..first + 9 {
         let s = d.run_window(w).await.expect("window");
         assert!(s.in_sync, "the restarted validator stays in sync");
+        assert!(!(s.peers.contains(&copier) && s.peers.contains(&victim)), "the same update twice: {s:?}");
         last = Some(s);
     }
     // Updates the validator judged harmful are no longer aggregated by anyone: its record
@@ -279,7 +317,7 @@ async fn a_validator_scores_cheats_to_zero_and_survives_a_restart() {
             let caught_by: &[&str] = match m.role.as_str() {
                 "forged" => &["invalid"],
                 "late" => &["missing", "missed_windows"],
-                "copier" => &["copy"],
+                "near-copy" => &["copy"],
                 // Both make no gain on random data, so they also leave the gather set.
                 _ => &["harmful", "no_gain"],
             };

@@ -8,7 +8,7 @@ use ferrum_common::SubnetConfig;
 use ferrum_common::codec::{CodecSpec, EncodedTensor, dct, decode_into};
 use ferrum_common::model::MasterModel;
 use ferrum_common::train::{self, Evaluator, TrainError};
-use ferrum_gauntlet::rules::{self, Losses, Reference};
+use ferrum_gauntlet::rules::{self, Losses, OrderLosses, Reference};
 use tokio::sync::oneshot;
 
 /// One miner to measure: its decoded update and a sample of its own assigned data.
@@ -16,6 +16,8 @@ pub struct Candidate {
     pub uid: u16,
     pub tensors: Vec<EncodedTensor>,
     pub own: Vec<Vec<u32>>,
+    /// The first of `own` with their tokens shuffled, for the order test (empty: not measured).
+    pub shuffled: Vec<Vec<u32>>,
     /// Whether its update may serve as another miner's control: in sync, not an identical copy,
     /// not empty.
     pub may_reference: bool,
@@ -74,11 +76,37 @@ fn measure(e: &Evaluator, spec: &CodecSpec, step: f32, job: &EvalJob) -> Reply {
     let mut out: Vec<Losses> = Vec::with_capacity(job.candidates.len());
     for c in &job.candidates {
         apply(&mut after, &job.base, &c.tensors, spec, step, &mut bases);
-        let own_before = f64::from(e.mean_loss(&job.base, &c.own)?);
+        // The own samples the order test shuffled are measured apart, so that test compares
+        // the same samples in order and shuffled at no extra cost.
+        let m = c.shuffled.len().min(c.own.len());
+        let (head, tail) = c.own.split_at(m);
+        let before = |samples: &[Vec<u32>]| -> Result<f64, TrainError> {
+            if samples.is_empty() { Ok(0.0) } else { e.mean_loss(&job.base, samples).map(f64::from) }
+        };
         // A wild update can make the loss non-finite; that scores as no improvement.
-        let loss = |samples| e.mean_loss(&after, samples).map_or(f64::NAN, f64::from);
-        let (own_after, random_after) = (loss(&c.own), loss(&job.random));
-        out.push(Losses { own_before, own_after, random_before, random_after, references: Vec::new() });
+        let loss = |samples: &[Vec<u32>]| {
+            if samples.is_empty() { 0.0 } else { e.mean_loss(&after, samples).map_or(f64::NAN, f64::from) }
+        };
+        let mean = |h: f64, t: f64| (h * head.len() as f64 + t * tail.len() as f64) / c.own.len().max(1) as f64;
+        let (head_before, tail_before) = (before(head)?, before(tail)?);
+        let (head_after, tail_after) = (loss(head), loss(tail));
+        let order = (m > 0).then(|| -> Result<OrderLosses, TrainError> {
+            let shuffled = &c.shuffled[..m];
+            Ok(OrderLosses {
+                ordered_before: head_before,
+                ordered_after: head_after,
+                shuffled_before: before(shuffled)?,
+                shuffled_after: loss(shuffled),
+            })
+        });
+        out.push(Losses {
+            own_before: mean(head_before, tail_before),
+            own_after: mean(head_after, tail_after),
+            random_before,
+            random_after: loss(&job.random),
+            references: Vec::new(),
+            order: order.transpose()?,
+        });
     }
 
     // Controls are chosen once every update's random-data loss is known: only updates that

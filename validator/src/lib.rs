@@ -3,6 +3,7 @@
 //! gather records and checkpoints, and sets weights. `main.rs` only parses flags.
 
 pub mod eval;
+pub mod originality;
 pub mod run;
 pub mod state;
 

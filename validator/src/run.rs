@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, warn};
 
 use crate::eval::{Candidate, EvalJob, EvalThread};
-use crate::state::{CopyEvidence, PendingReveal, ValidatorFiles, ValidatorState, ValidatorStateError};
+use crate::originality;
+use crate::state::{PendingReveal, ValidatorFiles, ValidatorState, ValidatorStateError};
 
 /// Base fingerprints remembered for sync lag.
 const RECENT_BASES: usize = 8;
@@ -338,19 +339,10 @@ impl Validator {
         let mut received = kept;
 
         // Originality: uploads that are the same update, or overlap heavily. Which of a pair is
-        // the copy is decided once losses are known (`rules::attribute_copies`).
+        // the copy is decided once losses are known (`originality::attribute_copies`).
         let ks: Vec<usize> = self.sync.layout.spec.tensors.iter().map(|(_, g)| g.k).collect();
-        let mut alike: Vec<rules::Alike> = Vec::new();
-        for (i, (a, ta, pa)) in received.iter().enumerate() {
-            for (b, tb, pb) in received.iter().skip(i + 1) {
-                // An empty update is the free rider's, not a copy (two of them are alike anyway).
-                let identical = pa.tensors == pb.tensors && !is_empty_update(&pa.tensors);
-                let overlap = if identical { 1.0 } else { rules::overlap(&pa.tensors, &pb.tensors, &ks) };
-                if identical || overlap >= g.copy.overlap_threshold {
-                    alike.push(rules::Alike { a: (a.uid, *ta), b: (b.uid, *tb), overlap, identical });
-                }
-            }
-        }
+        let uploads: Vec<_> = received.iter().map(|(peer, t, p)| ((peer.uid, *t), p.tensors.as_slice())).collect();
+        let alike = originality::alike_pairs(&uploads, &ks, &g.copy);
         let in_identical_pair: std::collections::BTreeSet<u16> =
             alike.iter().filter(|p| p.identical).flat_map(|p| [p.a.0, p.b.0]).collect();
 
@@ -385,9 +377,12 @@ impl Validator {
             if !own.is_empty() && !random.is_empty() {
                 // Not one of two identical updates (a copy would be its own original's control).
                 let identical = in_identical_pair.contains(&peer.uid);
-                let may_reference = lags[&peer.uid] == Some(0) && !identical && !is_empty_update(&payload.tensors);
+                let may_reference =
+                    lags[&peer.uid] == Some(0) && !identical && !originality::is_empty_update(&payload.tensors);
                 let tensors = clipped(&payload.tensors, &medians);
-                candidates.push(Candidate { uid: peer.uid, tensors, own, may_reference });
+                let m = (g.order_eval_samples as usize).min(own.len());
+                let shuffled = ferrum_gauntlet::order::shuffled(&own[..m], &seed, peer.uid);
+                candidates.push(Candidate { uid: peer.uid, tensors, own, shuffled, may_reference });
             }
         }
         let losses: BTreeMap<u16, Losses> = if candidates.is_empty() {
@@ -411,7 +406,7 @@ impl Validator {
             }
         };
         let hotkeys: BTreeMap<u16, String> = received.iter().map(|(p, _, _)| (p.uid, p.hotkey.to_ss58())).collect();
-        let copies = attribute_copies(&mut self.state.copy_evidence, &alike, &losses, &hotkeys);
+        let copies = originality::attribute_copies(&mut self.state.copy_evidence, &alike, &losses, &hotkeys);
         for (peer, _, _) in &received {
             let outcome = Outcome::Received {
                 losses: losses.get(&peer.uid).cloned(),
@@ -532,34 +527,6 @@ impl Validator {
     }
 }
 
-/// Decides which of each alike pair is the copy, with the pair's evidence from earlier windows
-/// (`kept`, updated here; kept while both uids keep their hotkeys).
-fn attribute_copies(
-    kept: &mut Vec<CopyEvidence>,
-    alike: &[rules::Alike],
-    losses: &BTreeMap<u16, rules::Losses>,
-    hotkeys: &BTreeMap<u16, String>,
-) -> BTreeMap<u16, ferrum_gauntlet::CopyOf> {
-    // Evidence belongs to a pair of hotkeys: a uid that changed hands starts with none.
-    let current = |uid: u16, hotkey: &str| hotkeys.get(&uid).is_none_or(|h| h == hotkey);
-    kept.retain(|e| current(e.a.0, &e.a.1) && current(e.b.0, &e.b.1));
-    let mut evidence: BTreeMap<(u16, u16), rules::PairEvidence> =
-        kept.iter().map(|e| ((e.a.0, e.b.0), e.evidence)).collect();
-    let copies = rules::attribute_copies(alike, losses, &mut evidence);
-    for e in kept.iter_mut() {
-        if let Some(updated) = evidence.remove(&(e.a.0, e.b.0)) {
-            e.evidence = updated;
-        }
-    }
-    // What is left is new pairs (both uids were received, so both hotkeys are known).
-    for ((a, b), evidence) in evidence {
-        if let (Some(ha), Some(hb)) = (hotkeys.get(&a), hotkeys.get(&b)) {
-            kept.push(CopyEvidence { a: (a, ha.clone()), b: (b, hb.clone()), evidence });
-        }
-    }
-    copies
-}
-
 /// Per tensor, the median norm of the updates (`codec::median` of `codec::norm`, as §7.4
 /// clips); `None` per tensor without updates.
 fn median_norms(updates: &[&[EncodedTensor]], tensors: usize) -> Vec<Option<f64>> {
@@ -579,47 +546,10 @@ fn clipped(update: &[EncodedTensor], medians: &[Option<f64>]) -> Vec<EncodedTens
         .collect()
 }
 
-/// Whether every transmitted value of an update is zero.
-fn is_empty_update(tensors: &[ferrum_common::codec::EncodedTensor]) -> bool {
-    tensors.iter().all(|t| (0..t.indices.len()).all(|j| t.value(j) == 0.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Identical pairs' evidence adds up across windows and is dropped when a uid changes hands.
-    #[test]
-    fn copy_evidence_follows_the_pair_of_hotkeys() {
-        let pair = rules::Alike { a: (1, 0), b: (2, 0), overlap: 1.0, identical: true };
-        let losses = |own_after_1: f64, own_after_2: f64| {
-            let l = |own_after| rules::Losses {
-                own_before: 4.0,
-                own_after,
-                random_before: 4.0,
-                random_after: 3.8,
-                references: Vec::new(),
-            };
-            BTreeMap::from([(1, l(own_after_1)), (2, l(own_after_2))])
-        };
-        let hotkeys = BTreeMap::from([(1, "alice".to_string()), (2, "bob".to_string())]);
-        let mut kept = Vec::new();
-        for _ in 0..3 {
-            let c = attribute_copies(&mut kept, &[pair], &losses(3.7, 3.79), &hotkeys);
-            assert_eq!(c.get(&2).map(|c| c.uid), Some(1));
-        }
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].evidence.windows, 3);
-        // A window without the pair keeps the evidence.
-        attribute_copies(&mut kept, &[], &BTreeMap::new(), &hotkeys);
-        assert_eq!(kept[0].evidence.windows, 3);
-        // uid 2 registered by someone else: its evidence is gone, the new pair starts over.
-        let taken = BTreeMap::from([(1, "alice".to_string()), (2, "carol".to_string())]);
-        let c = attribute_copies(&mut kept, &[pair], &losses(3.7, 3.79), &taken);
-        assert_eq!(c.get(&2).map(|c| c.evidence_windows), Some(1));
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].b.1, "carol");
-    }
     use ferrum_common::codec::Values;
 
     fn update(values: &[f32]) -> Vec<EncodedTensor> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferrum_chain::{Chain, ChainError};
 use ferrum_common::agreement::{self, PayloadId, Witness};
 use ferrum_common::assignment::{SampleRequest, assign_samples, samples_digest};
-use ferrum_common::codec::{AggregateError, EncodedTensor, aggregate_and_step};
+use ferrum_common::codec::{AggregateError, EncodedTensor, aggregate_and_step, similar};
 use ferrum_common::gather::{self, GatherRules, Peer, Verdict};
 use ferrum_common::keys::Namespace;
 use ferrum_common::location::{Location, PeerUrlPolicy};
@@ -66,7 +66,10 @@ impl fmt::Display for Skip {
             Skip::TooLate { by_ms } => write!(f, "late: uploaded {by_ms} ms after the put window closed"),
             Skip::StaleBase { claimed } => write!(f, "stale: trained from model {}", &claimed.to_string()[..16]),
             Skip::WrongSamples => write!(f, "wrong samples: the digest is not of its assigned samples"),
-            Skip::Duplicate { of } => write!(f, "duplicate: the same update as uid {of}, earlier in the gather order"),
+            Skip::Duplicate { of } => write!(
+                f,
+                "duplicate: the same update as uid {of} (within the duplicate distance), earlier in the gather order"
+            ),
             Skip::NotAgreed => write!(
                 f,
                 "not agreed: validators holding a stake majority did not accept this payload (changed, withheld, served differently, or judged harmful)"
@@ -479,24 +482,34 @@ impl Sync {
         let fetches: Vec<_> = plan.candidates.iter().map(|p| self.fetch(p, plan.window, &plan.put)).collect();
         let results: Vec<Result<Fetched, Skip>> =
             futures::stream::iter(fetches).buffered(FETCH_CONCURRENCY).collect().await;
+        let ks = self.layout.spec.tensors.iter().map(|(_, g)| g.k).collect::<Vec<_>>();
+        let limit = self.config.gauntlet.copy.duplicate_distance;
         let mut verdicts: Vec<Verdict<Skip>> = Vec::with_capacity(results.len());
+        // Squared norms of the accepted candidates' updates, for the duplicate test.
+        let mut norms: Vec<Option<f64>> = Vec::with_capacity(results.len());
         for (peer, r) in plan.candidates.iter().zip(&results) {
+            let mut norm = None;
             let verdict = match r {
                 _ if excluded.contains(&peer.uid) => Err(Skip::Excluded),
                 Err(skip) => Err(skip.clone()),
                 Ok(f) => self.check(peer, plan.window, &base_fingerprint, &f.payload).and_then(|()| {
-                    // One update counts once: the same tensors as an earlier accepted candidate's.
-                    // Equal updates differ at their first indices, so this scan is cheap.
-                    let same = |((_, q), v): &((&Peer, &Result<Fetched, Skip>), &Verdict<Skip>)| {
-                        matches!(v, Verdict::Accepted)
-                            && q.as_ref().is_ok_and(|q| q.payload.tensors == f.payload.tensors)
-                    };
-                    match plan.candidates.iter().zip(&results).zip(&verdicts).find(same) {
+                    // One update counts once: within the duplicate distance of an earlier accepted
+                    // candidate's (§7.3). Unrelated updates part within a few blocks.
+                    let n = similar::squared_norm(&f.payload.tensors);
+                    let earlier = plan.candidates.iter().zip(&results).zip(&norms).find(|((_, q), m)| {
+                        let (Ok(q), Some(m)) = (q, m) else { return false };
+                        similar::distance_within(&q.payload.tensors, &f.payload.tensors, &ks, (*m, n), limit).is_some()
+                    });
+                    match earlier {
                         Some(((first, _), _)) => Err(Skip::Duplicate { of: first.uid }),
-                        None => Ok(()),
+                        None => {
+                            norm = Some(n);
+                            Ok(())
+                        }
                     }
                 }),
             };
+            norms.push(norm);
             verdicts.push(verdict.map_or_else(Verdict::Rejected, |()| Verdict::Accepted));
         }
         let (positions, skipped) = gather::select(&plan.candidates, verdicts, gather_peers);

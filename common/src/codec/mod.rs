@@ -12,6 +12,7 @@ pub mod quant;
 #[cfg(test)]
 mod reference;
 pub mod select;
+pub mod similar;
 
 use crate::config::{CompressionConfig, SubnetConfig};
 use crate::params::{self, ParamSpec};

@@ -148,6 +148,14 @@ pub struct GauntletConfig {
     pub own_eval_samples: u32,
     /// Samples of the window's random data evaluated per window.
     pub random_eval_samples: u32,
+    /// The first this many of the own samples are also measured with their tokens shuffled: an
+    /// update must help them in their order more than shuffled, or its own-data test fails
+    /// that window (§14). At most `own_eval_samples`; 0 turns the order test off.
+    pub order_eval_samples: u32,
+    /// The order test applies once the base model's loss on the shuffled samples is at least
+    /// this fraction above its loss on them in order: before a model has learned from order,
+    /// token counts are real help and honest updates' order gains are noise.
+    pub order_gap: f64,
     /// Scale of a miner's update when the validator applies it for evaluation (λ_eval).
     pub eval_lr_factor: f64,
     /// Miners given the full loss evaluation per window.
@@ -228,22 +236,30 @@ pub struct PenaltyConfig {
     pub gather_success_threshold: f64,
 }
 
-/// Originality: top-k index overlap between two uploads of a window.
+/// Originality: two uploads of a window that are the same update, or whose top-k index overlap
+/// stands out from the window's typical pair. The overlap thresholds apply to that excess,
+/// `(overlap − median) / (1 − median)` over the window's pairs (§14).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopyConfig {
-    /// Overlap from which the later uploader is treated as a copier.
+    /// Overlap excess from which one of the pair is treated as a copier.
     pub overlap_threshold: f64,
-    /// Score multiplier for overlap in [overlap_threshold, reset_overlap).
+    /// Score multiplier for an excess in [overlap_threshold, reset_overlap).
     pub high_multiplier: f64,
-    /// Overlap from which scores are reset.
+    /// Excess from which scores are reset.
     pub reset_overlap: f64,
-    /// Overlap from which the uid is also excluded for `exclusion_windows`.
+    /// Excess from which the uid is also excluded for `exclusion_windows`.
     pub exclude_overlap: f64,
-    /// Windows a uid stays excluded after an overlap at or above `exclude_overlap`.
+    /// Windows a uid stays excluded after an excess at or above `exclude_overlap`.
     pub exclusion_windows: u32,
     /// Global steps at the start of a run during which overlap is not penalised.
     pub grace_steps: u64,
+    /// Two updates of one window within this relative L2 distance of each other
+    /// (`‖a − b‖ / max(‖a‖, ‖b‖)`) are one update: the gather aggregates the first in gather
+    /// order only, and validators judge the pair as identical, grace steps or not. 0 counts only
+    /// bit-identical updates as one. Honest updates of one window stay far apart
+    /// (docs/performance.md); a copy perturbed by less than this gains nothing.
+    pub duplicate_distance: f64,
 }
 
 /// Scores to on-chain weights.

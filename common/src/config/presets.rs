@@ -162,6 +162,8 @@ fn gauntlet() -> GauntletConfig {
     GauntletConfig {
         own_eval_samples: 8,
         random_eval_samples: 8,
+        order_eval_samples: 4,
+        order_gap: 0.1,
         eval_lr_factor: 0.2,
         uids_per_window: 20,
         binary_reference_peers: 3,
@@ -192,6 +194,7 @@ fn gauntlet() -> GauntletConfig {
             exclude_overlap: 0.6,
             exclusion_windows: 200,
             grace_steps: 20,
+            duplicate_distance: 0.25,
         },
     }
 }

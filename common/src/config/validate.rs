@@ -216,6 +216,10 @@ fn gauntlet(c: &SubnetConfig, r: &mut Rules) {
             g.own_eval_samples
         )
     });
+    r.check(g.order_eval_samples <= g.own_eval_samples, "gauntlet.order_eval_samples", || {
+        format!("must not exceed own_eval_samples ({}), got {}", g.own_eval_samples, g.order_eval_samples)
+    });
+    r.range("gauntlet.order_gap", g.order_gap, 0.0, false, 10.0, false);
     r.finite_positive("gauntlet.eval_lr_factor", g.eval_lr_factor);
     r.positive("gauntlet.uids_per_window", g.uids_per_window);
     r.range("gauntlet.binary_ema_alpha", g.binary_ema_alpha, 0.0, true, 1.0, false);
@@ -245,6 +249,7 @@ fn gauntlet(c: &SubnetConfig, r: &mut Rules) {
     let k = &g.copy;
     r.range("gauntlet.copy.overlap_threshold", k.overlap_threshold, 0.0, true, 1.0, false);
     r.fraction("gauntlet.copy.high_multiplier", k.high_multiplier);
+    r.range("gauntlet.copy.duplicate_distance", k.duplicate_distance, 0.0, false, 1.0, true);
     r.check(
         k.overlap_threshold <= k.reset_overlap && k.reset_overlap <= k.exclude_overlap && k.exclude_overlap <= 1.0,
         "gauntlet.copy.reset_overlap",

@@ -12,7 +12,14 @@ fn honest(gain: f64) -> Outcome {
 /// A payload with losses measured from 5.0 before, and its lag.
 fn received(own_after: f64, random_after: f64, lag: Option<u64>) -> Outcome {
     Outcome::Received {
-        losses: Some(Losses { own_before: 5.0, own_after, random_before: 5.0, random_after, references: Vec::new() }),
+        losses: Some(Losses {
+            own_before: 5.0,
+            own_after,
+            random_before: 5.0,
+            random_after,
+            references: Vec::new(),
+            order: None,
+        }),
         lag,
         copy_of: None,
     }
@@ -52,7 +59,7 @@ fn honest_miners_take_the_weight_and_cheats_get_reasons() {
             Outcome::Received { losses, lag, .. } => Outcome::Received {
                 losses,
                 lag,
-                copy_of: Some(CopyOf { uid: 1, overlap: 1.0, identical: true, evidence_windows: 3 }),
+                copy_of: Some(CopyOf { uid: 1, overlap: 1.0, excess: 1.0, identical: true, evidence_windows: 3 }),
             },
             other => other,
         };
