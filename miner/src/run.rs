@@ -83,6 +83,9 @@ struct Miner {
     last_payload: Option<Vec<u8>>,
     /// The last window, when the validators' records had not decided it in time.
     unsettled: Option<ferrum_node::Unsettled>,
+    /// Uids the last decided window's agreed set left out, left out of the next gather in
+    /// advance (`ferrum_node::left_out`).
+    left_out: Vec<(u16, ferrum_node::Skip)>,
 }
 
 impl Miner {
@@ -137,6 +140,7 @@ impl Miner {
             restore,
             last_payload: None,
             unsettled: None,
+            left_out: Vec::new(),
         })
     }
 
@@ -409,9 +413,10 @@ impl Miner {
         let plan = retry("gather plan", Backoff::default(), || self.sync.plan(chain, window, put))
             .await
             .map_err(|source| MinerError::Replay { window, source })?;
-        let (own, gathered) = self.sync.apply(&mut self.state.model, &plan, &[], None).await;
+        let (own, gathered) = self.sync.apply(&mut self.state.model, &plan, &self.left_out, None).await;
         let applied =
             self.sync.settle(&mut self.state.model, &plan, &gathered, own.clone(), self.setup.record_wait).await;
+        self.left_out = ferrum_node::left_out(&applied);
         if applied.agreement == ferrum_node::Agreement::Undecided {
             self.unsettled = Some(ferrum_node::Unsettled { plan, gathered, own });
         }

@@ -180,7 +180,9 @@ impl Validator {
             .await
             .map_err(|source| ValidatorError::Replay { window, source })?;
         let base = Arc::new(self.node.model.clone());
-        let (own, gathered) = self.sync.apply(&mut self.node.model, &plan, &self.excluded, Some(base.clone())).await;
+        let excluded: Vec<(u16, ferrum_node::Skip)> =
+            self.excluded.iter().map(|u| (*u, ferrum_node::Skip::Excluded)).collect();
+        let (own, gathered) = self.sync.apply(&mut self.node.model, &plan, &excluded, Some(base.clone())).await;
         let base_fp = gathered.base_fingerprint.to_string();
         self.sync
             .publish_record(&self.setup.store, &self.setup.keypair, &gathered, &own, &base_fp, MIRROR_WINDOWS)

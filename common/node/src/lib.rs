@@ -19,4 +19,6 @@ pub use metrics::Metrics;
 pub use record::{AcceptedPayload, GatherRecord};
 pub use startup::{Follower, NodeSetup, StartError, join};
 pub use state::{NodeState, StateDir, StateError};
-pub use sync::{Agreement, Applied, Fetched, Gathered, PeerAccess, Recheck, Skip, StoreHook, Sync, WindowPlan};
+pub use sync::{
+    Agreement, Applied, Fetched, Gathered, PeerAccess, Recheck, Skip, StoreHook, Sync, WindowPlan, left_out,
+};

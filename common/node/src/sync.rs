@@ -54,6 +54,10 @@ pub enum Skip {
     /// This validator's Gauntlet keeps the uid out of the gather set (§14): its record leaves
     /// the payload out, so a stake majority of such records drops it from the agreed set.
     Excluded,
+    /// A miner leaves out in advance a uid the validators' agreed set left out in the last
+    /// decided window although this node held its payload ([`left_out`]): validators'
+    /// exclusions last many windows, and following them up front spares re-applying each one.
+    LeftOut,
 }
 
 impl fmt::Display for Skip {
@@ -75,6 +79,7 @@ impl fmt::Display for Skip {
                 "not agreed: validators holding a stake majority did not accept this payload (changed, withheld, served differently, or judged harmful)"
             ),
             Skip::Excluded => write!(f, "excluded: this validator's Gauntlet keeps the uid out of the gather set"),
+            Skip::LeftOut => write!(f, "left out: the validators' agreed set left it out in the last decided window"),
         }
     }
 }
@@ -93,6 +98,7 @@ impl Skip {
             Skip::Duplicate { .. } => "duplicate",
             Skip::NotAgreed => "not_agreed",
             Skip::Excluded => "excluded",
+            Skip::LeftOut => "left_out",
         }
     }
 }
@@ -214,6 +220,27 @@ pub struct Applied {
     pub agreement: Agreement,
     /// Seconds spent settling the window on the agreed set (reading records, re-applying).
     pub settle_secs: f64,
+}
+
+/// What a miner leaves out of its next gather in advance: the uids the last decided window's
+/// agreed set left out although this node held a valid payload for them (not agreed, left out
+/// in advance already, or a duplicate of either), each as [`Skip::LeftOut`]. Nothing after a
+/// window the records did not decide. A guess that the records correct: where they take such a
+/// uid back, [`settle`](Sync::settle) re-applies the window with it. Only for nodes whose
+/// gather is not a witness: a validator's record must be its own judgement, or one window's
+/// verdict would keep a uid out for good.
+pub fn left_out(applied: &Applied) -> Vec<(u16, Skip)> {
+    if !matches!(applied.agreement, Agreement::Confirmed | Agreement::Repaired { .. }) {
+        return Vec::new();
+    }
+    let out: Vec<u16> = applied
+        .skipped
+        .iter()
+        .filter(|(_, why)| matches!(why, Skip::NotAgreed | Skip::LeftOut))
+        .map(|(u, _)| *u)
+        .collect();
+    let copies = applied.skipped.iter().filter(|(_, why)| matches!(why, Skip::Duplicate { of } if out.contains(of)));
+    out.iter().copied().chain(copies.map(|(u, _)| *u)).map(|u| (u, Skip::LeftOut)).collect()
 }
 
 /// What a node needs to gather and apply windows.
@@ -462,8 +489,9 @@ impl Sync {
 
     /// Gathers the plan's payloads, aggregates the ones this node accepts and applies the outer
     /// step to `model` (the window's base). With nothing accepted the model is left as it is.
-    /// `excluded` uids are left out (a validator's Gauntlet exclusions: reserves take their
-    /// places, and its record does not name them). `base` is the caller's copy of the window's
+    /// `excluded` uids are left out with their reason (a validator's Gauntlet exclusions, or
+    /// what a miner leaves out in advance: reserves take their places, and a validator's record
+    /// does not name them). `base` is the caller's copy of the window's
     /// base, if it keeps one; otherwise one is taken only when validators witness the window.
     /// Returns what it did and what it read, to settle the window against the validators'
     /// records ([`settle`](Self::settle)).
@@ -471,7 +499,7 @@ impl Sync {
         &self,
         model: &mut MasterModel,
         plan: &WindowPlan,
-        excluded: &[u16],
+        excluded: &[(u16, Skip)],
         base: Option<Arc<MasterModel>>,
     ) -> (Applied, Gathered) {
         let base_fingerprint = model.fingerprint();
@@ -490,8 +518,8 @@ impl Sync {
         for (peer, r) in plan.candidates.iter().zip(&results) {
             let mut norm = None;
             let verdict = match r {
-                _ if excluded.contains(&peer.uid) => Err(Skip::Excluded),
                 Err(skip) => Err(skip.clone()),
+                Ok(_) if let Some((_, why)) = excluded.iter().find(|(u, _)| *u == peer.uid) => Err(why.clone()),
                 Ok(f) => self.check(peer, plan.window, &base_fingerprint, &f.payload).and_then(|()| {
                     // One update counts once: within the duplicate distance of an earlier accepted
                     // candidate's (§7.3). Unrelated updates part within a few blocks.
@@ -590,6 +618,37 @@ impl Sync {
 mod tests {
     use super::*;
     use ferrum_common::Preset;
+
+    /// A miner follows the last decided window's agreed set: what it left out, and copies of
+    /// that, are left out next time; nothing after an undecided or unwitnessed window.
+    #[test]
+    fn a_miner_leaves_out_in_advance_what_the_agreed_set_left_out() {
+        let applied = |agreement, skipped: Vec<(u16, Skip)>| Applied {
+            window: 9,
+            accepted: vec![1, 2],
+            skipped,
+            failed_tensors: Vec::new(),
+            fingerprint: Fingerprint([0; 32]),
+            bytes: 0,
+            agreement,
+            settle_secs: 0.0,
+        };
+        let skipped = vec![
+            (3, Skip::NotAgreed),
+            (4, Skip::Duplicate { of: 3 }),
+            (5, Skip::Duplicate { of: 1 }),
+            (6, Skip::LeftOut),
+            (7, Skip::Missing),
+            (8, Skip::TooLate { by_ms: 10 }),
+        ];
+        let out = |a| left_out(&applied(a, skipped.clone())).into_iter().map(|(u, _)| u).collect::<Vec<_>>();
+        assert_eq!(out(Agreement::Repaired { fetched: 0 }), [3, 6, 4]);
+        assert_eq!(out(Agreement::Confirmed), [3, 6, 4]);
+        assert!(left_out(&applied(Agreement::Confirmed, skipped.clone())).iter().all(|(_, w)| *w == Skip::LeftOut));
+        for undecided in [Agreement::Unwitnessed, Agreement::Undecided, Agreement::Unrepairable("x".into())] {
+            assert!(out(undecided).is_empty());
+        }
+    }
 
     /// A second read finds the same content id, other bytes, or nothing to judge by.
     #[tokio::test]
