@@ -277,7 +277,7 @@ impl Miner {
         };
         let base = match self.setup.behaviour {
             Behaviour::Stale => MasterModel::genesis(&self.setup.config).fingerprint(),
-            _ => self.state.model.fingerprint(),
+            _ => ferrum_node::cpu::heavy(|| self.state.model.fingerprint()),
         };
         let header = PayloadHeader {
             netuid: self.setup.netuid,

@@ -249,25 +249,48 @@ impl Devnet {
     /// Prepares data, config and chain under `opts.dir` (node state there is wiped; the
     /// dataset is kept and reused), registers the miners and starts them.
     pub async fn start(opts: &DevnetOptions) -> Result<Devnet> {
-        let mut config =
-            tuned_config(&opts.preset, opts.config.as_ref(), Some(opts.put_window_secs), opts.inner_steps)?;
+        let mut config = tuned_config(
+            &opts.preset,
+            opts.config.as_ref(),
+            Some(opts.put_window_secs),
+            opts.inner_steps,
+            opts.datasets.is_some(),
+        )?;
         std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
         let dir = std::fs::canonicalize(&opts.dir)?;
         clear_run_folders(&dir, &["nodes"])?;
         let nodes = dir.join("nodes");
         let tokens = 4 * config.samples_per_window() * u64::from(config.data.sequence_length) * 16;
-        let (train_dir, dataset, heldout_ds) = match &opts.datasets {
+        let (train_dir, heldout_dir, dataset, heldout_ds) = match &opts.datasets {
             Some((train, heldout)) => {
-                let (t, h) = (train.display().to_string(), heldout.display().to_string());
-                let ds = Dataset::open_url(&t, &config.storage).await?;
-                (train.clone(), ds, Dataset::open_url(&h, &config.storage).await?)
+                let open = |d: &PathBuf| {
+                    let url = d.display().to_string();
+                    let storage = config.storage.clone();
+                    async move { Dataset::open_url(&url, &storage).await.with_context(|| format!("opening dataset {url}")) }
+                };
+                (train.clone(), heldout.clone(), open(train).await?, open(heldout).await?)
             }
             None => (
                 dir.join("dataset"),
+                dir.join("heldout"),
                 make_dataset(&dir.join("dataset"), &config, tokens.max(1 << 20), 0).await?,
                 make_dataset(&dir.join("heldout"), &config, 1 << 18, 1).await?,
             ),
         };
+        // The config's pin (`data.dataset_id`), tokenizer and shapes against the training data;
+        // the held-out data need only be tokenized alike.
+        dataset.check_config(&config).with_context(|| format!("dataset {}", train_dir.display()))?;
+        let (held, train) = (&heldout_ds.manifest(), &dataset.manifest());
+        if (&held.tokenizer.id, held.sequence_length) != (&train.tokenizer.id, train.sequence_length) {
+            bail!(
+                "held-out dataset {} is tokenized with {} at sequence length {}, the training data with {} at {}",
+                heldout_dir.display(),
+                held.tokenizer.id,
+                held.sequence_length,
+                train.tokenizer.id,
+                train.sequence_length
+            );
+        }
         config.data.dataset_id = Some(dataset.id().to_string());
         config.storage.dataset_url = std::fs::canonicalize(&train_dir)?.display().to_string();
         config.storage.url = nodes.display().to_string();
@@ -281,7 +304,6 @@ impl Devnet {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
             bail!("devnet config is not valid: {}", list.join("; "));
         }
-        dataset.check_config(&config)?;
         std::fs::write(dir.join("config.json"), config.to_pretty_json())?;
         let n = (opts.eval_samples as u64).min(heldout_ds.num_samples());
         let heldout = heldout_ds.samples(&(0..n).collect::<Vec<_>>()).await?;
@@ -825,6 +847,7 @@ pub fn tuned_config(
     file: Option<&SubnetConfig>,
     put_window_secs: Option<u64>,
     inner_steps: Option<u32>,
+    prepared_data: bool,
 ) -> Result<SubnetConfig> {
     let named = Preset::from_name(preset)
         .with_context(|| format!("unknown preset `{preset}`: use one of {}", Preset::names()))?;
@@ -840,8 +863,12 @@ pub fn tuned_config(
         // quarter of each block makes that 82-86 % against 18-33 % (docs/performance.md).
         config.compression.topk = config.compression.chunk.pow(2) / 4;
     }
-    if !matches!(config.data.tokenizer.as_str(), "bytes") {
-        bail!("the devnet makes its data with the bytes tokenizer; {source} uses {}", config.data.tokenizer);
+    if !prepared_data && config.data.tokenizer != "bytes" {
+        bail!(
+            "the devnet generates its data with the bytes tokenizer; {source} uses {}: pass prepared datasets \
+             with --dataset and --heldout (`ferrum data prepare`)",
+            config.data.tokenizer
+        );
     }
     if let Some(secs) = put_window_secs {
         config.windows.put_window_secs = secs;

@@ -210,7 +210,7 @@ impl Localnet {
         // Gauntlet's own-versus-random test a signal.
         let inner_steps = opts.config.is_none().then_some(8);
         let mut config =
-            crate::devnet::tuned_config(&opts.preset, opts.config.as_ref(), opts.put_window_secs, inner_steps)?;
+            crate::devnet::tuned_config(&opts.preset, opts.config.as_ref(), opts.put_window_secs, inner_steps, false)?;
         std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
         let dir = std::fs::canonicalize(&opts.dir)?;
         // A new chain each start: state from an earlier run belongs to another chain.

@@ -137,3 +137,58 @@ fn devnet_refuses_a_folder_it_did_not_make_and_absurd_window_counts() {
         assert!(!o.status.success() && err.contains("--windows"), "{windows}: {err}");
     }
 }
+
+/// `ferrum devnet --dataset --heldout`: prepared GPT-2-token data runs a subnet (the generated
+/// corpus is bytes only); without it a GPT-2 config is refused naming the flags, and a config
+/// that pins another dataset is refused naming the pin.
+#[test]
+fn devnet_runs_on_prepared_gpt2_data_and_names_a_mismatch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    for (name, seed) in [("train", "0"), ("heldout", "1")] {
+        let corpus = path(&format!("{name}.jsonl"));
+        let synth = ferrum(&["data", "synth", "--out", &corpus, "--bytes", "200000", "--seed", seed]);
+        assert!(synth.status.success(), "{:?}", text(&synth));
+        let prep = ferrum(&[
+            "data",
+            "prepare",
+            "--input",
+            &corpus,
+            "--tokenizer",
+            "gpt2",
+            "--sequence-length",
+            "64",
+            "--out",
+            &path(name),
+            "--quiet",
+        ]);
+        assert!(prep.status.success(), "{:?}", text(&prep));
+    }
+    let config = path("gpt2.json");
+    let gpt2 = r#"{"preset": "test", "data": {"tokenizer": "gpt2"}, "model": {"vocab_size": 50304}"#;
+    std::fs::write(&config, format!("{gpt2}}}")).expect("config");
+
+    let o = ferrum(&["--config", &config, "devnet", "--windows", "1", "--dir", &path("refused")]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("--dataset") && err.contains("gpt2"), "{err}");
+
+    let (train, heldout) = (path("train"), path("heldout"));
+    let run = ["devnet", "--miners", "2", "--windows", "1", "--dataset", &train, "--heldout", &heldout, "--json"];
+    let o = ferrum(&[&["--config", config.as_str()][..], &run[..], &["--dir", &path("run")][..]].concat());
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
+    let initial = summary["initial_loss"].as_f64().expect("initial loss");
+    assert!((initial - 50304f64.ln()).abs() < 0.5, "a GPT-2-vocabulary genesis: {initial}");
+    let window = &summary["windows"][0];
+    assert_eq!(window["in_sync"], true, "{window}");
+    assert!(window["loss"].as_f64().is_some_and(|l| l < initial), "{window}");
+
+    let pinned = path("pinned.json");
+    let zeros = "0".repeat(64);
+    std::fs::write(&pinned, gpt2.replace(r#""gpt2"}"#, &format!(r#""gpt2", "dataset_id": "{zeros}"}}"#)) + "}")
+        .expect("config");
+    let o = ferrum(&[&["--config", pinned.as_str()][..], &run[..], &["--dir", &path("pinned")][..]].concat());
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains(&zeros) && err.contains("pins"), "{err}");
+}

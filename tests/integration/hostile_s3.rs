@@ -1,8 +1,8 @@
 //! A miner's own S3 server that attacks agreement: an S3 subset (PUT, GET, HEAD, DELETE,
 //! DeleteObjects, ListObjectsV2; path-style, no authentication) over plain HTTP/1.1 on 127.0.0.1, which serves
-//! each payload (`….frp` under `payloads/`) as written to its first reader only and, from then
-//! on, bytes of the same length written "now": the late-garbage attack, with readers in
-//! different processes. Nothing here is Ferrum's code: it is the adversary's server.
+//! each payload (`….frp` under `payloads/`) as written to its owner (signed reads) and to its
+//! first other reader only and, from then on, bytes of the same length written "now": the
+//! late-garbage attack, with readers in different processes. Nothing here is Ferrum's code: it is the adversary's server.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -94,7 +94,7 @@ async fn serve(socket: TcpStream, objects: Arc<Mutex<Objects>>) -> std::io::Resu
         }
         let mut parts = line.split_whitespace();
         let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
-        let mut length = 0usize;
+        let (mut length, mut signed) = (0usize, false);
         loop {
             let mut header = String::new();
             reader.read_line(&mut header).await?;
@@ -102,17 +102,18 @@ async fn serve(socket: TcpStream, objects: Arc<Mutex<Objects>>) -> std::io::Resu
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                signed |= name.eq_ignore_ascii_case("authorization");
             }
         }
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).await?;
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let key = path.trim_start_matches('/').to_string();
-        let (status, headers, reply) = answer(&method, &key, query, body, &objects);
+        let (status, headers, reply) = answer(&method, &key, query, body, signed, &objects);
         let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", reply.len());
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -131,6 +132,7 @@ fn answer(
     key: &str,
     query: &str,
     body: Vec<u8>,
+    signed: bool,
     objects: &Mutex<Objects>,
 ) -> (&'static str, Vec<(String, String)>, Vec<u8>) {
     let mut o = objects.lock().expect("lock");
@@ -191,7 +193,9 @@ fn answer(
                 let xml = "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>";
                 return ("404 Not Found", Vec::new(), xml.as_bytes().to_vec());
             };
-            if payload && method == "GET" && !o.served.insert(key.to_string()) {
+            // The owner (signed reads) always sees its upload, so the attacker's own gather
+            // never uses up the one honest read that splits the others.
+            if payload && method == "GET" && !signed && !o.served.insert(key.to_string()) {
                 // The first reader got the upload; everyone after gets other bytes "written" now.
                 o.replaced += 1;
                 let late: Vec<u8> =
@@ -219,6 +223,9 @@ fn the_hostile_server_serves_the_upload_once() {
         let key = "v1/payloads/000000000003/00004-x.frp";
         own.put(key, b"the upload".to_vec().into()).await.expect("put");
         own.put("probe", b"p".to_vec().into()).await.expect("put");
+        for _ in 0..2 {
+            assert_eq!(own.get(key, None).await.expect("owner's read").as_ref(), b"the upload", "the owner's reads");
+        }
         assert_eq!(reader.get(key, None).await.expect("first read").as_ref(), b"the upload");
         let second = reader.get(key, None).await.expect("second read");
         assert_eq!(second.len(), 10);

@@ -344,7 +344,7 @@ impl Validator {
         // the copy is decided once losses are known (`originality::attribute_copies`).
         let ks: Vec<usize> = self.sync.layout.spec.tensors.iter().map(|(_, g)| g.k).collect();
         let uploads: Vec<_> = received.iter().map(|(peer, t, p)| ((peer.uid, *t), p.tensors.as_slice())).collect();
-        let alike = originality::alike_pairs(&uploads, &ks, &g.copy);
+        let alike = ferrum_node::cpu::heavy(|| originality::alike_pairs(&uploads, &ks, &g.copy));
         let in_identical_pair: std::collections::BTreeSet<u16> =
             alike.iter().filter(|p| p.identical).flat_map(|p| [p.a.0, p.b.0]).collect();
 

@@ -5,6 +5,7 @@
 
 pub mod agree;
 pub mod cli;
+pub mod cpu;
 pub mod events;
 pub mod metrics;
 pub mod record;

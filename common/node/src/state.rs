@@ -172,7 +172,7 @@ impl StateDir {
             base_window: w,
             global_step: state.global_step,
             uploaded: state.uploaded,
-            fingerprint: state.model.fingerprint().to_string(),
+            fingerprint: crate::cpu::heavy(|| state.model.fingerprint()).to_string(),
             feedback,
             optimizer,
             config_hash: self.config_hash.to_string(),

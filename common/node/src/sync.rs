@@ -502,7 +502,7 @@ impl Sync {
         excluded: &[(u16, Skip)],
         base: Option<Arc<MasterModel>>,
     ) -> (Applied, Gathered) {
-        let base_fingerprint = model.fingerprint();
+        let base_fingerprint = crate::cpu::heavy(|| model.fingerprint());
         let base = base.or_else(|| (!plan.witnesses.is_empty()).then(|| Arc::new(model.clone())));
         let gather_peers = self.config.weights.tiers.gather_peers as usize;
         // Collected first: a stream over a borrowing closure is not `Send` for every lifetime,
@@ -576,15 +576,18 @@ impl Sync {
             }
         }
         let bytes = gathered.fetched.values().flatten().chain(extra).map(|f| f.info.size).sum();
-        let mut failed_tensors = Vec::new();
-        if !peers.is_empty() {
-            let lr = self.config.training.outer_learning_rate as f32;
-            // Sizes come from the same layout as the model's; a mismatch would be a bug.
-            match aggregate_and_step(&peers, &self.layout.spec, &mut model.tensors, lr, self.threads) {
-                Ok(failed) => failed_tensors = failed,
-                Err(e) => tracing::warn!(window = plan.window, error = %e, "nothing aggregated"),
+        let (failed_tensors, fingerprint) = crate::cpu::heavy(|| {
+            let mut failed_tensors = Vec::new();
+            if !peers.is_empty() {
+                let lr = self.config.training.outer_learning_rate as f32;
+                // Sizes come from the same layout as the model's; a mismatch would be a bug.
+                match aggregate_and_step(&peers, &self.layout.spec, &mut model.tensors, lr, self.threads) {
+                    Ok(failed) => failed_tensors = failed,
+                    Err(e) => tracing::warn!(window = plan.window, error = %e, "nothing aggregated"),
+                }
             }
-        }
+            (failed_tensors, model.fingerprint())
+        });
         let accepted: Vec<u16> = peers.iter().map(|(uid, _)| *uid).collect();
         // Every candidate not aggregated, with this node's own reason, or "not agreed" for one
         // it accepted itself.
@@ -606,7 +609,7 @@ impl Sync {
             accepted,
             skipped,
             failed_tensors,
-            fingerprint: model.fingerprint(),
+            fingerprint,
             bytes,
             agreement,
             settle_secs: 0.0,
