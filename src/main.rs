@@ -607,7 +607,11 @@ async fn run(cli: Cli) -> Result<()> {
                 datasets: dataset.zip(heldout),
                 ..Default::default()
             };
-            eprintln!("devnet: {miners} miners, preset {}, {windows} windows in {}", opts.preset, opts.dir.display());
+            let source = match &cli.config {
+                Some(file) => format!("config {}", file.display()),
+                None => format!("preset {}", opts.preset),
+            };
+            eprintln!("devnet: {miners} miners, {source}, {windows} windows in {}", opts.dir.display());
             // The report goes to stdout; with --json, stdout is for the summary alone.
             let report = |line: String| {
                 if json {
