@@ -26,10 +26,20 @@ fn export(config_file: &Path, folder: &Path, out: &Path) -> std::process::Output
         .expect("run ferrum export")
 }
 
-async fn export_and_compare(tied: bool) {
+/// `gpt2`: the test model with GPT-2's tokenizer and a 50,304-row vocabulary, else bytes.
+async fn export_and_compare(tied: bool, gpt2: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config: SubnetConfig = Preset::Test.config();
     config.model.tie_embeddings = tied;
+    if gpt2 {
+        config.data.tokenizer = "gpt2".into();
+        config.model.vocab_size = 50_304;
+    }
+    let (text_ids, eos): (Vec<u32>, u32) = if gpt2 {
+        (ferrum::tokenizer::Tokenizer::load("gpt2", None).expect("gpt2").encode(TEXT).expect("encode"), 50_256)
+    } else {
+        (TEXT.bytes().map(u32::from).collect(), 256)
+    };
     let config_file = dir.path().join("subnet.json");
     std::fs::write(&config_file, config.to_pretty_json()).expect("config");
     let store = Store::open_location(&Location::Local { root: dir.path().join("bucket") }, crate::seaweed::limits())
@@ -66,14 +76,12 @@ async fn export_and_compare(tied: bool) {
         serde_json::from_slice(&std::fs::read(out.join("tokenizer_config.json")).expect("read")).expect("json");
     assert_eq!(tokenizer_config["model_input_names"], serde_json::json!(["input_ids", "attention_mask"]));
 
-    // Fixed sequences: the text's bytes, and an end of document inside one.
+    // Fixed sequences: the text's tokens, and an end of document inside one.
     let len = config.data.sequence_length as usize;
     let sequences: Vec<Vec<u32>> = (0..3)
         .map(|i| {
             (0..len)
-                .map(
-                    |j| if i == 1 && j == len / 2 { 256 } else { u32::from(TEXT.as_bytes()[(i * 7 + j) % TEXT.len()]) },
-                )
+                .map(|j| if i == 1 && j == len / 2 { eos } else { text_ids[(i * 7 + j) % text_ids.len()] })
                 .collect()
         })
         .collect();
@@ -92,9 +100,8 @@ async fn export_and_compare(tied: bool) {
     let loss = theirs["loss"].as_f64().expect("loss");
     eprintln!("transformers {}: loss {loss:.7}, Ferrum {ours:.7} (tied {tied})", theirs["transformers"]);
     assert!((loss - f64::from(ours)).abs() <= 1e-5 * loss.abs().max(1.0), "transformers {loss} vs Ferrum {ours}");
-    let ids: Vec<u64> = TEXT.bytes().map(u64::from).collect();
-    assert_eq!(theirs["text_ids"], serde_json::json!(ids));
-    assert_eq!(theirs["eos_token_id"], 256);
+    assert_eq!(theirs["text_ids"], serde_json::json!(text_ids));
+    assert_eq!(theirs["eos_token_id"], eos);
     assert_eq!(theirs["tied"], tied);
     assert_eq!(theirs["input_names"], serde_json::json!(["attention_mask", "input_ids"]));
     assert!(theirs["generated"].as_u64().is_some_and(|n| n >= 1), "generate made no tokens: {theirs}");
@@ -102,12 +109,18 @@ async fn export_and_compare(tied: bool) {
 
 #[tokio::test]
 async fn exported_tied_model_matches() {
-    export_and_compare(true).await;
+    export_and_compare(true, false).await;
 }
 
 #[tokio::test]
 async fn exported_untied_model_matches() {
-    export_and_compare(false).await;
+    export_and_compare(false, false).await;
+}
+
+/// A GPT-2-token model: transformers loads it, tokenizes as Ferrum does and generates.
+#[tokio::test]
+async fn exported_gpt2_model_matches() {
+    export_and_compare(true, true).await;
 }
 
 /// A checkpoint whose tensors were altered is refused, and nothing is written.
