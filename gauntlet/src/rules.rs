@@ -69,6 +69,11 @@ fn relative(before: f64, after: f64) -> f64 {
 }
 
 impl Losses {
+    /// Losses on own and random data alone: no references, no order test.
+    pub fn new(own_before: f64, own_after: f64, random_before: f64, random_after: f64) -> Losses {
+        Losses { own_before, own_after, random_before, random_after, references: Vec::new(), order: None }
+    }
+
     /// Relative improvement on the random data: the gradient score (can be negative).
     pub fn gradient_score(&self) -> f64 {
         relative(self.random_before, self.random_after)
@@ -340,14 +345,7 @@ mod copy_tests {
     use super::*;
 
     fn losses(own_after: f64) -> Losses {
-        Losses {
-            own_before: 4.0,
-            own_after,
-            random_before: 4.0,
-            random_after: 3.8,
-            references: Vec::new(),
-            order: None,
-        }
+        Losses::new(4.0, own_after, 4.0, 3.8)
     }
 
     #[test]
@@ -421,7 +419,7 @@ mod tests {
     const GAP: f64 = 0.1;
 
     fn losses(own_before: f64, own_after: f64, random_before: f64, random_after: f64) -> Losses {
-        Losses { own_before, own_after, random_before, random_after, references: Vec::new(), order: None }
+        Losses::new(own_before, own_after, random_before, random_after)
     }
 
     #[test]

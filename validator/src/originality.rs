@@ -118,14 +118,7 @@ mod tests {
     fn copy_evidence_follows_the_pair_of_hotkeys() {
         let pair = rules::Alike { a: (1, 0), b: (2, 0), overlap: 1.0, excess: 1.0, identical: true };
         let losses = |own_after_1: f64, own_after_2: f64| {
-            let l = |own_after| rules::Losses {
-                own_before: 4.0,
-                own_after,
-                random_before: 4.0,
-                random_after: 3.8,
-                references: Vec::new(),
-                order: None,
-            };
+            let l = |own_after| rules::Losses::new(4.0, own_after, 4.0, 3.8);
             BTreeMap::from([(1, l(own_after_1)), (2, l(own_after_2))])
         };
         let hotkeys = BTreeMap::from([(1, "alice".to_string()), (2, "bob".to_string())]);

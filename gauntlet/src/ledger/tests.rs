@@ -11,18 +11,7 @@ fn honest(gain: f64) -> Outcome {
 
 /// A payload with losses measured from 5.0 before, and its lag.
 fn received(own_after: f64, random_after: f64, lag: Option<u64>) -> Outcome {
-    Outcome::Received {
-        losses: Some(Losses {
-            own_before: 5.0,
-            own_after,
-            random_before: 5.0,
-            random_after,
-            references: Vec::new(),
-            order: None,
-        }),
-        lag,
-        copy_of: None,
-    }
+    Outcome::Received { losses: Some(Losses::new(5.0, own_after, 5.0, random_after)), lag, copy_of: None }
 }
 
 fn missing() -> Outcome {
