@@ -14,6 +14,7 @@ pub mod timelock;
 pub mod types;
 pub mod wallet;
 pub mod weights;
+pub mod yuma;
 
 use std::future::Future;
 
@@ -22,7 +23,7 @@ use futures::stream::BoxStream;
 
 pub use error::ChainError;
 pub use local::LocalChain;
-pub use subtensor::SubtensorChain;
+pub use subtensor::{EpochState, SubtensorChain};
 pub use types::{BlockInfo, Commitment, MAX_COMMITMENT_BYTES, Metagraph, Neuron, SubnetParams};
 pub use wallet::{Keypair, WalletError};
 

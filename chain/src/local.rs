@@ -33,6 +33,9 @@ struct NeuronState {
     stake: u64,
     permit: bool,
     incentive: u16,
+    dividends: u16,
+    /// Bonds row as subtensor stores it (column-max scaled to 65535).
+    bonds: Vec<(u16, u16)>,
     last_update: u64,
     registered_at: u64,
     weights: Vec<(u16, u16)>,
@@ -81,7 +84,7 @@ impl Subnet {
                 stake: n.stake,
                 validator_permit: n.permit,
                 incentive: n.incentive,
-                dividends: 0,
+                dividends: n.dividends,
                 active: block.saturating_sub(n.last_update.max(n.registered_at)) < ACTIVITY_CUTOFF,
                 last_update: n.last_update,
                 registered_at: n.registered_at,
@@ -90,56 +93,42 @@ impl Subnet {
         Metagraph { netuid, block, neurons }
     }
 
-    /// Yuma-style epoch: permits go to the `max_validators` largest stakes; each miner's
-    /// consensus weight is the stake-weighted median of the permitted validators' normalized
-    /// weights on it; weights above consensus are clipped, and incentive is the stake-weighted
-    /// sum of clipped weights, normalized to 65535.
-    fn epoch(&mut self) {
+    /// Yuma consensus ([`crate::yuma`]) with the dev chain's permit rule: permits go to the
+    /// `max_validators` largest non-zero stakes, and their weights (clipped at the stake
+    /// majority's consensus) give miners incentive and validators dividends through bonds.
+    fn epoch(&mut self, block: u64) {
         let mut by_stake: Vec<usize> = (0..self.neurons.len()).filter(|&i| self.neurons[i].stake > 0).collect();
         by_stake.sort_by(|&a, &b| self.neurons[b].stake.cmp(&self.neurons[a].stake).then(a.cmp(&b)));
         by_stake.truncate(usize::from(self.params.max_validators));
         for (i, n) in self.neurons.iter_mut().enumerate() {
             n.permit = by_stake.contains(&i);
         }
-        let n = self.neurons.len();
-        let total_stake: f64 = by_stake.iter().map(|&v| self.neurons[v].stake as f64).sum();
-        if total_stake == 0.0 {
-            return;
-        }
-        // Row-normalized weights of the permitted validators.
-        let rows: Vec<(f64, Vec<f64>)> = by_stake
-            .iter()
-            .map(|&v| {
-                let mut row = vec![0.0; n];
-                let sum: f64 = self.neurons[v].weights.iter().map(|&(_, w)| f64::from(w)).sum();
-                if sum > 0.0 {
-                    for &(u, w) in &self.neurons[v].weights {
-                        if usize::from(u) < n {
-                            row[usize::from(u)] = f64::from(w) / sum;
-                        }
-                    }
-                }
-                (self.neurons[v].stake as f64 / total_stake, row)
-            })
-            .collect();
-        let mut incentive = vec![0.0; n];
-        for (u, inc) in incentive.iter_mut().enumerate() {
-            let mut column: Vec<(f64, f64)> = rows.iter().map(|(s, r)| (r[u], *s)).collect();
-            column.sort_by(|a, b| a.0.total_cmp(&b.0));
-            // Stake-weighted median (kappa 0.5): the largest weight backed by half the stake.
-            let mut above = 1.0;
-            let mut consensus = 0.0;
-            for (w, s) in &column {
-                if above >= 0.5 {
-                    consensus = *w;
-                }
-                above -= s;
+        let column = |f: &dyn Fn(&NeuronState) -> u64| self.neurons.iter().map(f).collect::<Vec<u64>>();
+        let stake: Vec<f64> = self.neurons.iter().map(|n| n.stake as f64).collect();
+        let permits: Vec<bool> = self.neurons.iter().map(|n| n.permit).collect();
+        let weights: Vec<Vec<(u16, u16)>> = self.neurons.iter().map(|n| n.weights.clone()).collect();
+        let bonds: Vec<Vec<(u16, u16)>> = self.neurons.iter().map(|n| n.bonds.clone()).collect();
+        let (last_update, registered_at) = (column(&|n| n.last_update), column(&|n| n.registered_at));
+        let out = crate::yuma::epoch(&crate::yuma::EpochInput {
+            block,
+            activity_cutoff: ACTIVITY_CUTOFF,
+            kappa: 0.5,
+            bonds_moving_average: 0.9,
+            max_validators: self.params.max_validators,
+            stake: &stake,
+            permits: &permits,
+            last_update: &last_update,
+            registered_at: &registered_at,
+            weights: &weights,
+            bonds: &bonds,
+        });
+        let (incentive, dividends) = (crate::yuma::to_u16(&out.incentive), crate::yuma::to_u16(&out.dividends));
+        for (i, n) in self.neurons.iter_mut().enumerate() {
+            n.incentive = incentive[i];
+            n.dividends = dividends[i];
+            if let Some(row) = &out.bonds[i] {
+                n.bonds.clone_from(row);
             }
-            *inc = rows.iter().map(|(s, r)| s * r[u].min(consensus)).sum();
-        }
-        let total: f64 = incentive.iter().sum();
-        for (neuron, inc) in self.neurons.iter_mut().zip(incentive) {
-            neuron.incentive = if total > 0.0 { (inc / total * f64::from(u16::MAX)).round() as u16 } else { 0 };
         }
     }
 }
@@ -314,7 +303,7 @@ fn produce(s: &mut State, timestamp_ms: Option<u64>) -> BlockInfo {
         let epoch = subnet.params.epoch(netuid, block);
         if epoch != subnet.params.epoch(netuid, block - 1) {
             reveal_timelocked(subnet, netuid, epoch, block);
-            subnet.epoch();
+            subnet.epoch(block);
         }
     }
     let snapshot = s.subnets.iter().map(|(&id, sn)| (id, sn.metagraph(id, block))).collect();
@@ -499,6 +488,8 @@ impl Chain for LocalChain {
                 stake: 0,
                 permit: false,
                 incentive: 0,
+                dividends: 0,
+                bonds: Vec::new(),
                 // As subtensor does: the weights rate limit runs from registration.
                 last_update: block,
                 registered_at: block,

@@ -30,6 +30,9 @@ use crate::types::{BlockInfo, Commitment, MAX_COMMITMENT_BYTES, Metagraph, Neuro
 use crate::wallet::Keypair;
 use crate::{Chain, calls, timelock, weights};
 
+mod epoch;
+pub use epoch::EpochState;
+
 type Api = OnlineClient<SubtensorConfig>;
 type AtBlock = subxt::client::ClientAtBlock<SubtensorConfig, subxt::client::OnlineClientAtBlockImpl<SubtensorConfig>>;
 

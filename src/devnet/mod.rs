@@ -865,8 +865,8 @@ pub fn tuned_config(
     }
     if !prepared_data && config.data.tokenizer != "bytes" {
         bail!(
-            "the devnet generates its data with the bytes tokenizer; {source} uses {}: pass prepared datasets \
-             with --dataset and --heldout (`ferrum data prepare`)",
+            "generated data uses the bytes tokenizer; {source} uses {}: pass a prepared dataset with --dataset \
+             (`ferrum data prepare`; the devnet takes a held-out one with --heldout too)",
             config.data.tokenizer
         );
     }

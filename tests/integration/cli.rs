@@ -1,5 +1,6 @@
 //! The `ferrum` binary as a user runs it.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn ferrum(args: &[&str]) -> Output {
@@ -141,6 +142,10 @@ fn devnet_refuses_a_folder_it_did_not_make_and_absurd_window_counts() {
 /// `ferrum devnet --dataset --heldout`: prepared GPT-2-token data runs a subnet (the generated
 /// corpus is bytes only); without it a GPT-2 config is refused naming the flags, and a config
 /// that pins another dataset is refused naming the pin.
+fn ln_config(dir: &str) -> String {
+    Path::new(dir).join("subnet.json").to_str().expect("utf-8").to_string()
+}
+
 #[test]
 fn devnet_runs_on_prepared_gpt2_data_and_names_a_mismatch() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -183,6 +188,23 @@ fn devnet_runs_on_prepared_gpt2_data_and_names_a_mismatch() {
     let window = &summary["windows"][0];
     assert_eq!(window["in_sync"], true, "{window}");
     assert!(window["loss"].as_f64().is_some_and(|l| l < initial), "{window}");
+
+    // The localnet takes the same prepared data: its config is pinned to it, its nodes read it.
+    let o = ferrum(&["--config", &config, "localnet", "--port", "0", "--dir", &path("ln-refused")]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("--dataset") && err.contains("gpt2"), "{err}");
+    let ln = path("ln");
+    let args = ["localnet", "--port", "0", "--miners", "1", "--blocks", "1", "--dataset", &train, "--dir", &ln];
+    let o = ferrum(&[&["--config", config.as_str()][..], &args[..]].concat());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let subnet: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ln/subnet.json")).expect("subnet.json")).expect("json");
+    assert_eq!(subnet["data"]["tokenizer"], "gpt2");
+    assert_eq!(subnet["storage"]["dataset_url"].as_str(), std::fs::canonicalize(&train).expect("train").to_str());
+    let id = subnet["data"]["dataset_id"].as_str().expect("pinned");
+    assert_eq!(id.len(), 64, "{id}");
+    let check = ferrum(&["--config", &ln_config(&ln), "data", "verify"]);
+    assert!(check.status.success() && text(&check).0.contains(id), "{:?}", text(&check));
 
     let pinned = path("pinned.json");
     let zeros = "0".repeat(64);

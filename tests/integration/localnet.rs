@@ -134,7 +134,7 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
     // fit in a few minutes.
     let mut localnet = Command::new(env!("CARGO_BIN_EXE_ferrum"))
         .args(["localnet", "--port", "0", "--storage", "s3", "--miners", "4", "--validators", "1"])
-        .args(["--blocks-per-window", "6", "--put-window-secs", "5", "--tempo", "20", "--dir"])
+        .args(["--blocks-per-window", "6", "--put-window-secs", "5", "--tempo", "10", "--dir"])
         .arg(root)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
@@ -254,9 +254,49 @@ fn separate_processes_on_the_subtensor_runtime_stay_in_sync() {
         (weights, stake, next)
     });
     assert!(stake >= 900_000_000_000, "the validator's 1,000 TAO bought {stake} rao of alpha");
-    // Epochs every 21 blocks pay the validator's stake its emission (on this runtime miners'
-    // incentive stays 0: docs/guides/subnet-owner.md).
+    // Epochs every 11 blocks pay by the weights: the validator's dividends and the miners'
+    // incentive, as alpha (this runtime's own epoch is a stub; the localnet runs Yuma in its
+    // place: docs/guides/subnet-owner.md).
     assert!(stake > staked, "the validator's stake earned nothing: {staked} rao then, {stake} now");
+    // Nodes rank the gather's candidates by that incentive, read from the chain.
+    let ranked = |nodes: &[Node]| {
+        nodes.iter().filter(|n| n.name.starts_with("miner-")).any(|n| {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            text.lines().filter(|l| l.contains("gather plan")).any(|l| {
+                let Some(list) = l.split(" candidates=").nth(1) else { return false };
+                let incentive: Vec<u64> = list
+                    .split(' ')
+                    .take_while(|kv| !kv.starts_with("witnesses="))
+                    .filter_map(|kv| kv.split_once(':')?.1.parse().ok())
+                    .collect();
+                incentive.iter().any(|&i| i > 0) && incentive.windows(2).all(|w| w[0] >= w[1])
+            })
+        })
+    };
+    let honest_miners: Vec<u16> = ["miner-1", "miner-2", "miner-3"].iter().map(|m| uid_of(&nodes, m)).collect();
+    let (metagraph, paid) = wait_for(
+        "an epoch paying honest miners alpha, and a gather ranked by it",
+        Duration::from_secs(300),
+        &nodes,
+        || {
+            std::thread::sleep(Duration::from_secs(3));
+            let metagraph = rt.block_on(async {
+                let chain = SubtensorChain::connect(&endpoint, Duration::from_secs(30), 3).await.ok()?;
+                chain.metagraph(netuid, None).await.ok()
+            })?;
+            let paid: Vec<(u16, u64)> = metagraph
+                .neurons
+                .iter()
+                .filter(|n| honest_miners.contains(&n.uid) && n.stake > 0)
+                .map(|n| (n.uid, n.stake))
+                .collect();
+            (!paid.is_empty() && ranked(&nodes)).then_some((metagraph, paid))
+        },
+    );
+    let localnet_log = std::fs::read_to_string(root.join("localnet.log")).unwrap_or_default();
+    assert!(localnet_log.contains("by Yuma"), "no epoch was run by weights:\n{localnet_log}");
+    let v = metagraph.neurons.iter().find(|n| n.uid == validator).expect("validator");
+    assert_eq!(v.dividends, u16::MAX, "the only validator holds every bond: {paid:?}");
     assert_eq!(next_index[0], next_index[1], "account_nextIndex against system_accountNextIndex");
     assert!(next_index[0] > 0, "the owner has sent transactions: {next_index:?}");
     let witnessed = nodes.iter().filter(|n| n.name != ATTACKER).all(|n| {
