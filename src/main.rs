@@ -72,7 +72,7 @@ enum Command {
         /// Put window length in seconds.
         #[arg(long, env = "FERRUM_DEVNET_PUT_WINDOW_SECS", default_value_t = 2)]
         put_window_secs: u64,
-        /// Held-out samples for the loss.
+        /// Held-out samples for the loss, spread evenly over the held-out split.
         #[arg(long, env = "FERRUM_DEVNET_EVAL_SAMPLES", default_value_t = 64)]
         eval_samples: usize,
         /// The last line of stdout is one JSON object with every window.
@@ -271,7 +271,7 @@ enum BenchCmd {
         /// Inner steps per window (default: the devnet's 8).
         #[arg(long, env = "FERRUM_CONVERGE_INNER_STEPS", default_value_t = 8)]
         inner_steps: u32,
-        /// Held-out samples for the loss.
+        /// Held-out samples for the loss, spread evenly over the held-out split.
         #[arg(long, env = "FERRUM_CONVERGE_EVAL_SAMPLES", default_value_t = 256)]
         eval_samples: usize,
         /// Working folder (prepared datasets are kept).

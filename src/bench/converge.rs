@@ -60,6 +60,9 @@ pub struct ConvergeReport {
     pub dense_bytes: u64,
     /// (window, held-out loss of the global model) of the decentralized run.
     pub curve: Vec<(u64, f32)>,
+    /// (window, held-out loss) of the central run after the steps the miners took up to and
+    /// including that window.
+    pub central_curve: Vec<(u64, f32)>,
     pub in_sync: bool,
 }
 
@@ -133,7 +136,9 @@ pub async fn converge(bench: &ConvergeBench) -> Result<ConvergeReport> {
     let mut trainer = Trainer::new(&config, &MasterModel::genesis(&config), &device("flex")?)?;
     let batch = config.training.batch_size.max(1) as usize;
     let (mut step, mut tokens) = (0u64, 0u64);
-    for (w, uid, steps) in &steps_run {
+    let specs = params::layout(&config.model);
+    let mut central_curve = Vec::new();
+    for (i, (w, uid, steps)) in steps_run.iter().enumerate() {
         let hotkey = devnet.hotkey(*uid).context("a miner's hotkey")?;
         let req = SampleRequest { dataset: dataset.id(), netuid: NETUID, window: *w, uid: *uid, hotkey: &hotkey };
         let ids = assign_samples(&req, config.samples_per_window(), dataset.num_samples())?;
@@ -143,10 +148,12 @@ pub async fn converge(bench: &ConvergeBench) -> Result<ConvergeReport> {
             tokio::task::block_in_place(|| trainer.step(b, step))?;
             step += 1;
         }
+        if steps_run.get(i + 1).is_none_or(|(next, _, _)| next != w) {
+            let model = MasterModel { specs: specs.clone(), tensors: trainer.export()? };
+            central_curve.push((*w, devnet.loss(&model)));
+        }
     }
-    let specs = params::layout(&config.model);
-    let central = MasterModel { specs, tensors: trainer.export()? };
-    let centralized_loss = devnet.loss(&central);
+    let centralized_loss = central_curve.last().map_or(f32::NAN, |(_, loss)| *loss);
     devnet.stop().await;
 
     let windows_uploaded = (bench.windows as usize * bench.miners).max(1) as f64;
@@ -170,6 +177,7 @@ pub async fn converge(bench: &ConvergeBench) -> Result<ConvergeReport> {
         upload_bytes_per_miner_window: uploaded as f64 / windows_uploaded,
         dense_bytes: params::count(&config.model) * 4,
         curve,
+        central_curve,
         in_sync,
     })
 }
@@ -200,6 +208,10 @@ impl ConvergeReport {
         )?;
         outln!("  centralized   {:.4} (AdamW on the same samples and tokens)", self.centralized_loss)?;
         outln!("  ratio         {:.3}", self.ratio)?;
+        outln!("  window  decentralized  central")?;
+        for ((w, d), (_, c)) in self.curve.iter().zip(&self.central_curve) {
+            outln!("  {w:>6}  {d:>13.4}  {c:>7.4}")?;
+        }
         outln!(
             "upload per miner and window: {:.0} B against {} B dense f32 ({:.1}x smaller)",
             self.upload_bytes_per_miner_window,

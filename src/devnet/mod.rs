@@ -305,8 +305,7 @@ impl Devnet {
             bail!("devnet config is not valid: {}", list.join("; "));
         }
         std::fs::write(dir.join("config.json"), config.to_pretty_json())?;
-        let n = (opts.eval_samples as u64).min(heldout_ds.num_samples());
-        let heldout = heldout_ds.samples(&(0..n).collect::<Vec<_>>()).await?;
+        let heldout = heldout_ds.samples(&spread(heldout_ds.num_samples(), opts.eval_samples as u64)).await?;
         let evaluator = Evaluator::new(&config, &device("flex")?);
 
         let chain = LocalChain::new();
@@ -909,6 +908,13 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// `n` sample indices spread evenly over `0..total` (all of them when `n >= total`): a
+/// prepared split is in corpus order, so its first samples are one source's text only.
+pub fn spread(total: u64, n: u64) -> Vec<u64> {
+    let n = n.min(total);
+    (0..n).map(|i| (u128::from(i) * u128::from(total) / u128::from(n)) as u64).collect()
+}
+
 /// A dataset of synthetic text in `dir`, reused when it is already there.
 pub async fn make_dataset(dir: &Path, config: &SubnetConfig, bytes: u64, seed: u64) -> Result<Dataset> {
     if dir.join(ferrum_common::keys::DATASET_MANIFEST).exists()
@@ -918,4 +924,17 @@ pub async fn make_dataset(dir: &Path, config: &SubnetConfig, bytes: u64, seed: u
         return Ok(ds);
     }
     crate::quickstart::prepare_synthetic(dir, config, bytes, seed).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn held_out_samples_are_spread_over_the_split() {
+        assert_eq!(spread(10, 4), vec![0, 2, 5, 7]);
+        assert_eq!(spread(3, 8), vec![0, 1, 2], "a short split is taken whole");
+        assert_eq!(spread(1 << 40, 2), vec![0, 1 << 39]);
+        assert!(spread(0, 4).is_empty());
+    }
 }

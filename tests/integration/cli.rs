@@ -214,3 +214,50 @@ fn devnet_runs_on_prepared_gpt2_data_and_names_a_mismatch() {
     let (_, err) = text(&o);
     assert!(!o.status.success() && err.contains(&zeros) && err.contains("pins"), "{err}");
 }
+
+#[test]
+fn converge_bench_reports_both_runs_window_by_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = dir.path().join("corpus");
+    for (split, seed) in [("train", "0"), ("heldout", "1")] {
+        std::fs::create_dir_all(corpus.join(split)).expect("mkdir");
+        let out = corpus.join(split).join("text.jsonl");
+        let synth =
+            ferrum(&["data", "synth", "--out", out.to_str().expect("utf-8"), "--bytes", "300000", "--seed", seed]);
+        assert!(synth.status.success(), "{:?}", text(&synth));
+    }
+    let work = dir.path().join("work");
+    let o = ferrum(&[
+        "bench",
+        "converge",
+        "--corpus",
+        corpus.to_str().expect("utf-8"),
+        "--dir",
+        work.to_str().expect("utf-8"),
+        "--miners",
+        "2",
+        "--windows",
+        "2",
+        "--eval-samples",
+        "32",
+        "--json",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_str(out.lines().last().expect("report")).expect("json");
+    let curve = |k: &str| -> Vec<(u64, f64)> {
+        r[k].as_array()
+            .expect(k)
+            .iter()
+            .map(|p| (p[0].as_u64().expect("window"), p[1].as_f64().expect("loss")))
+            .collect()
+    };
+    let (decentralized, central) = (curve("curve"), curve("central_curve"));
+    assert_eq!(decentralized.len(), 2, "{r}");
+    let windows = |c: &[(u64, f64)]| c.iter().map(|(w, _)| *w).collect::<Vec<_>>();
+    assert_eq!(windows(&decentralized), windows(&central), "{r}");
+    let initial = r["initial_loss"].as_f64().expect("genesis loss");
+    assert!(central.iter().all(|(_, l)| l.is_finite() && *l < initial), "the central run learns: {r}");
+    assert_eq!(r["centralized_loss"].as_f64(), central.last().map(|(_, l)| *l), "{r}");
+    assert_eq!(r["eval_samples"], 32);
+}
