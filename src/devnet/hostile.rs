@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use object_store::{
 };
 
 /// What a bucket does to its readers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Attack {
     /// After a payload's first read, replaces it with the alternate (`late-overwrite`,
     /// `late-garbage`): readers after the first see a new object, written after the window.
@@ -32,8 +33,10 @@ pub enum Attack {
     Slow { delay: Duration },
     /// Deletes a payload right after its first read.
     Vanish,
-    /// Nobody's fault: this reader cannot reach the bucket in `window`.
-    Unreachable { window: u64 },
+    /// Nobody's fault: this reader cannot reach the bucket in the window `window` holds when
+    /// it reads (read at each request: the reader's store is made once and kept, often before
+    /// the test picks the window).
+    Unreachable { window: Arc<AtomicU64> },
 }
 
 /// Payloads a hostile bucket has served once already, shared by all its readers.
@@ -121,14 +124,16 @@ impl ObjectStore for Hostile {
             return self.inner.get_opts(location, options).await;
         }
         let odd = self.reader % 2 == 1;
-        match self.attack {
-            Attack::Unreachable { window } if location.as_ref().contains(&format!("/payloads/{window:012}/")) => {
+        match &self.attack {
+            Attack::Unreachable { window }
+                if location.as_ref().contains(&format!("/payloads/{:012}/", window.load(Ordering::Relaxed))) =>
+            {
                 Err(refused("connection reset (a flaky link, nobody's fault)"))
             }
             Attack::Unreachable { .. } => self.inner.get_opts(location, options).await,
             Attack::Selective if odd => Err(refused("connection refused for this reader")),
             Attack::Slow { delay } if odd => {
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(*delay).await;
                 self.inner.get_opts(location, options).await
             }
             Attack::Equivocate if odd => {
@@ -139,7 +144,7 @@ impl ObjectStore for Hostile {
             Attack::Overwrite | Attack::Vanish => {
                 let (meta, bytes) = self.read_whole(location).await?;
                 if self.first_read(location) {
-                    if self.attack == Attack::Vanish {
+                    if matches!(self.attack, Attack::Vanish) {
                         self.inner.delete(location).await?;
                     } else {
                         let (_, other) = self.read_whole(&alternate(location)).await?;

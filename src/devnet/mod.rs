@@ -533,12 +533,11 @@ impl Devnet {
         let flaky_window = self.flaky_window.clone();
         Arc::new(move |url: &str, store: Store| {
             if let Some((attack, read)) = attacks.get(url) {
-                let (attack, read) = (*attack, read.clone());
+                let (attack, read) = (attack.clone(), read.clone());
                 return store.wrapped(|inner| Arc::new(Hostile { inner, attack, reader, read }));
             }
             if flaky.as_deref() == Some(url) {
-                let window = flaky_window.load(std::sync::atomic::Ordering::Relaxed);
-                let attack = Attack::Unreachable { window };
+                let attack = Attack::Unreachable { window: flaky_window.clone() };
                 return store.wrapped(|inner| Arc::new(Hostile { inner, attack, reader, read: Default::default() }));
             }
             store
