@@ -22,8 +22,7 @@ pub struct Neuron {
     pub validator_permit: bool,
     /// Share of the subnet's incentive, of 65535.
     pub incentive: u16,
-    /// Share of the subnet's dividends, of 65535 (validators' pay for their bonds; the
-    /// in-process chain computes none).
+    /// Share of the subnet's dividends, of 65535 (validators' pay for their bonds).
     pub dividends: u16,
     pub active: bool,
     /// Block of the neuron's last weights.

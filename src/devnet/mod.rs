@@ -909,7 +909,7 @@ fn now_ms() -> u64 {
 
 /// `n` sample indices spread evenly over `0..total` (all of them when `n >= total`): a
 /// prepared split is in corpus order, so its first samples are one source's text only.
-pub fn spread(total: u64, n: u64) -> Vec<u64> {
+fn spread(total: u64, n: u64) -> Vec<u64> {
     let n = n.min(total);
     (0..n).map(|i| (u128::from(i) * u128::from(total) / u128::from(n)) as u64).collect()
 }

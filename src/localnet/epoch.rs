@@ -6,8 +6,9 @@
 //! run on real values.
 //!
 //! That stub also runs every block (the tempo check is commented out in that commit's
-//! `run_coinbase`). So at each block where subtensor's schedule runs an epoch, the localnet reads what the real epoch reads (stake, permits, weights,
-//! bonds, registration and update blocks) and, when the runtime ignored weights that would
+//! `run_coinbase`). So at each block where subtensor's schedule runs an epoch, the localnet
+//! reads what the real epoch reads (stake, permits, weights, bonds, registration and update
+//! blocks) and, when the runtime ignored weights that would
 //! have paid someone, stores what [`ferrum_chain::yuma`] computes from them, and moves alpha
 //! so that what the stub paid since the last epoch (by stake, every block: `Emission`) becomes
 //! what the real epoch pays: each uid `E · (incentive + dividends) / Σ(incentive + dividends)`
@@ -15,10 +16,13 @@
 //! hotkey's owner); overpaid hotkeys give back alpha. Where a runtime's epoch pays by weights
 //! itself, nothing is written.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use anyhow::Result;
 use ferrum_chain::yuma::{self, EpochInput, EpochOutput};
 use ferrum_chain::{EpochState, SubtensorChain};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::chopsticks::Chopsticks;
 
@@ -33,6 +37,37 @@ pub enum EpochOutcome {
     Written { block: u64, incentive: Vec<u16>, dividends: Vec<u16>, moved: Vec<i128> },
 }
 
+impl fmt::Display for EpochOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let EpochOutcome::Written { block, incentive, dividends, moved } = self else {
+            return write!(f, "the runtime's epoch pays by weights; nothing written");
+        };
+        let shares = |v: &[u16]| {
+            let parts: Vec<String> = v
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x > 0)
+                .map(|(uid, x)| format!("{uid}:{:.3}", f64::from(*x) / f64::from(u16::MAX)))
+                .collect();
+            parts.join(" ")
+        };
+        let moved: Vec<String> = moved
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d != 0)
+            .map(|(uid, d)| format!("{uid}:{:+.3}", *d as f64 / 1e9))
+            .collect();
+        write!(
+            f,
+            "epoch at block {block} by Yuma (this runtime's own epoch is a stub that ignores weights): incentive {} \
+             dividends {}; alpha moved to pay by them: {}",
+            shares(incentive),
+            shares(dividends),
+            moved.join(" ")
+        )
+    }
+}
+
 /// Follows one subnet's epochs across blocks.
 pub struct EpochStandIn {
     netuid: u16,
@@ -41,9 +76,9 @@ pub struct EpochStandIn {
     /// Whether this runtime's epoch ignores weights; known from the first epoch where weights
     /// would pay someone.
     mocked: Option<bool>,
-    /// The last results written, restored after each block: the stub runs every block (its
-    /// tempo check is commented out) and zeroes them each time.
-    current: Option<serde_json::Value>,
+    /// The last vectors written, restored after each block: the stub runs every block (its
+    /// tempo check is commented out) and zeroes them each time (it leaves bonds alone).
+    current: Option<Value>,
     /// Alpha rao the stub paid each uid since the last epoch.
     paid: Vec<u64>,
 }
@@ -62,10 +97,10 @@ impl EpochStandIn {
             return Ok(None);
         }
         // First, so that readers of this block see the zeros for as short a time as can be.
-        if let (Some(true), Some(writes)) = (self.mocked, &self.current) {
-            chain.set_storage(writes.clone()).await?;
+        if let (Some(true), Some(vectors)) = (self.mocked, &self.current) {
+            chain.set_storage(vectors.clone()).await?;
         }
-        let (_, emission) = client.emission(self.netuid).await?;
+        let emission = client.emission(self.netuid).await?;
         if self.paid.len() < emission.len() {
             self.paid.resize(emission.len(), 0);
         }
@@ -83,14 +118,19 @@ impl EpochStandIn {
         if self.mocked != Some(true) {
             return Ok(Some(EpochOutcome::LeftToRuntime));
         }
-        let results = storage_writes(&state, &out, self.netuid);
         let moved = corrections(&out, &paid);
-        let mut writes = results.clone();
+        let mut shares = BTreeMap::new();
+        for (n, _) in state.metagraph.neurons.iter().zip(&moved).filter(|(_, d)| **d > 0) {
+            shares.insert(n.uid, client.hotkey_shares(self.netuid, &n.hotkey, &n.coldkey).await?);
+        }
+        let vectors = vector_writes(&out, self.netuid);
+        let mut writes = vectors.clone();
         if let Some(module) = writes["SubtensorModule"].as_object_mut() {
-            module.extend(payouts(&state, &moved, self.netuid));
+            module.insert("Bonds".into(), bond_writes(&out, state.storage_index));
+            module.extend(payouts(&state, &moved, &shares, self.netuid));
         }
         chain.set_storage(writes).await?;
-        self.current = Some(results);
+        self.current = Some(vectors);
         Ok(Some(EpochOutcome::Written { block: last, incentive, dividends: yuma::to_u16(&out.dividends), moved }))
     }
 }
@@ -104,7 +144,11 @@ pub fn is_epoch_block(netuid: u16, tempo: u16, block: u64) -> bool {
 /// Yuma over the state the epoch saw. Weights set after the epoch's block are not yet in
 /// what it saw: they count as set at the epoch (the next epoch counts them in any case).
 fn run(state: &EpochState) -> EpochOutput {
-    let stake: Vec<f64> = state.stake.iter().map(|&s| s as f64).collect();
+    let neurons = &state.metagraph.neurons;
+    let stake: Vec<f64> = neurons.iter().map(|n| n.stake as f64).collect();
+    let permits: Vec<bool> = neurons.iter().map(|n| n.validator_permit).collect();
+    let last_update: Vec<u64> = neurons.iter().map(|n| n.last_update).collect();
+    let registered_at: Vec<u64> = neurons.iter().map(|n| n.registered_at).collect();
     yuma::epoch(&EpochInput {
         block: state.last_epoch,
         activity_cutoff: u64::from(state.activity_cutoff),
@@ -112,9 +156,9 @@ fn run(state: &EpochState) -> EpochOutput {
         bonds_moving_average: state.bonds_moving_average as f64 / 1e6,
         max_validators: state.max_validators,
         stake: &stake,
-        permits: &state.permits,
-        last_update: &state.last_update,
-        registered_at: &state.registered_at,
+        permits: &permits,
+        last_update: &last_update,
+        registered_at: &registered_at,
         weights: &state.weights,
         bonds: &state.bonds,
     })
@@ -126,19 +170,14 @@ fn judge(state: &EpochState, computed_incentive: &[u16]) -> Option<bool> {
     if computed_incentive.iter().all(|&x| x == 0) {
         return None;
     }
-    let zero = |v: &[u16]| v.iter().all(|&x| x == 0);
-    Some(zero(&state.incentive) && zero(&state.consensus))
+    let stored_incentive = state.metagraph.neurons.iter().all(|n| n.incentive == 0);
+    Some(stored_incentive && state.consensus.iter().all(|&x| x == 0))
 }
 
-/// `dev_setStorage` entries for the epoch's vectors and the bonds rows it changes.
-fn storage_writes(state: &EpochState, out: &EpochOutput, netuid: u16) -> serde_json::Value {
+/// `dev_setStorage` entries for the epoch's vectors (what the stub overwrites each block:
+/// zeros, and every uid permitted and active).
+fn vector_writes(out: &EpochOutput, netuid: u16) -> Value {
     let vector = |v: &[f64]| json!([[[netuid], yuma::to_u16(v)]]);
-    let bonds: Vec<serde_json::Value> = out
-        .bonds
-        .iter()
-        .enumerate()
-        .filter_map(|(uid, row)| row.as_ref().map(|row| json!([[state.storage_index, uid], row])))
-        .collect();
     json!({ "SubtensorModule": {
         "Rank": vector(&out.incentive),
         "Trust": vector(&out.trust),
@@ -146,8 +185,15 @@ fn storage_writes(state: &EpochState, out: &EpochOutput, netuid: u16) -> serde_j
         "Incentive": vector(&out.incentive),
         "Dividends": vector(&out.dividends),
         "ValidatorTrust": vector(&out.validator_trust),
-        "Bonds": bonds,
+        "ValidatorPermit": [[[netuid], out.permits]],
+        "Active": [[[netuid], out.active]],
     }})
+}
+
+/// `Bonds` entries for the rows the epoch changes, keyed by storage index and uid.
+fn bond_writes(out: &EpochOutput, storage_index: u16) -> Value {
+    let rows = out.bonds.iter().enumerate();
+    rows.filter_map(|(uid, row)| row.as_ref().map(|row| json!([[storage_index, uid], row]))).collect()
 }
 
 /// Per uid, what the real epoch pays of the total the stub paid, less what the stub paid:
@@ -171,34 +217,37 @@ fn corrections(out: &EpochOutput, paid: &[u64]) -> Vec<i128> {
 }
 
 /// `dev_setStorage` entries that move `moved` alpha: a gain buys shares for the hotkey's
-/// owner coldkey at the hotkey's share price (`increase_stake_for_hotkey_and_coldkey_on_subnet`),
-/// a loss lowers the hotkey's alpha (every share of it loses value alike).
-fn payouts(state: &EpochState, moved: &[i128], netuid: u16) -> serde_json::Map<String, serde_json::Value> {
-    let (mut alpha, mut shares, mut owned) = (Vec::new(), Vec::new(), Vec::new());
-    for (uid, &delta) in moved.iter().enumerate() {
-        let (Some(hotkey), Some(coldkey)) = (state.hotkeys.get(uid), state.coldkeys.get(uid)) else { continue };
-        let (hot, cold) = (hotkey.to_ss58(), coldkey.to_ss58());
-        let stake = state.stake.get(uid).copied().unwrap_or(0);
+/// owner coldkey at the hotkey's share price (`increase_stake_for_hotkey_and_coldkey_on_subnet`;
+/// `shares` holds each gaining uid's total shares and its owner's), a loss lowers the hotkey's
+/// alpha (every share of it loses value alike).
+fn payouts(
+    state: &EpochState,
+    moved: &[i128],
+    shares: &BTreeMap<u16, (u64, u64)>,
+    netuid: u16,
+) -> serde_json::Map<String, Value> {
+    let (mut alpha, mut total_shares, mut owned) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, &delta) in state.metagraph.neurons.iter().zip(moved) {
+        let (hot, cold) = (n.hotkey.to_ss58(), n.coldkey.to_ss58());
         if delta > 0 {
+            let Some(&(total, held)) = shares.get(&n.uid) else { continue };
             let delta = u64::try_from(delta).unwrap_or(u64::MAX);
-            let total_shares = state.shares.get(uid).copied().unwrap_or(0);
-            let bought = if total_shares == 0 || stake == 0 {
+            let bought = if total == 0 || n.stake == 0 {
                 delta
             } else {
-                (delta as f64 / stake as f64 * total_shares as f64).floor() as u64
+                (delta as f64 / n.stake as f64 * total as f64).floor() as u64
             };
-            let held = state.owner_shares.get(uid).copied().unwrap_or(0);
-            alpha.push(json!([[&hot, netuid], (stake.saturating_add(delta)).to_string()]));
-            shares.push(json!([[&hot, netuid], total_shares.saturating_add(bought).to_string()]));
+            alpha.push(json!([[&hot, netuid], n.stake.saturating_add(delta).to_string()]));
+            total_shares.push(json!([[&hot, netuid], total.saturating_add(bought).to_string()]));
             owned.push(json!([[&hot, &cold, netuid], held.saturating_add(bought).to_string()]));
         } else if delta < 0 {
             let loss = u64::try_from(-delta).unwrap_or(u64::MAX);
-            alpha.push(json!([[&hot, netuid], stake.saturating_sub(loss).to_string()]));
+            alpha.push(json!([[&hot, netuid], n.stake.saturating_sub(loss).to_string()]));
         }
     }
     let mut m = serde_json::Map::new();
     m.insert("TotalHotkeyAlpha".into(), alpha.into());
-    m.insert("TotalHotkeyShares".into(), shares.into());
+    m.insert("TotalHotkeyShares".into(), total_shares.into());
     m.insert("Alpha".into(), owned.into());
     m
 }
@@ -206,29 +255,40 @@ fn payouts(state: &EpochState, moved: &[i128], netuid: u16) -> serde_json::Map<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrum_chain::{Metagraph, Neuron};
     use ferrum_common::Hotkey;
 
     /// A localnet after its validator's weights: owner uid 0, validator uid 1, miners 2-3.
     fn state() -> EpochState {
+        let stake = [9_887_257_534, 998_190_184_033, 0, 0];
+        let (last_update, registered_at) = ([3, 110, 15, 16], [3, 13, 15, 16]);
+        let neurons = (0..4u16)
+            .map(|uid| {
+                let i = usize::from(uid);
+                Neuron {
+                    uid,
+                    hotkey: Hotkey([uid as u8 + 1; 32]),
+                    coldkey: Hotkey([9; 32]),
+                    stake: stake[i],
+                    validator_permit: true,
+                    incentive: 0,
+                    dividends: 0,
+                    active: true,
+                    last_update: last_update[i],
+                    registered_at: registered_at[i],
+                }
+            })
+            .collect();
         EpochState {
-            block: 120,
+            metagraph: Metagraph { netuid: 2, block: 120, neurons },
             storage_index: 2,
             last_epoch: 119,
             activity_cutoff: 5000,
             kappa: 32767,
             bonds_moving_average: 900_000,
             max_validators: 64,
-            hotkeys: (1..=4u8).map(|i| Hotkey([i; 32])).collect(),
-            coldkeys: vec![Hotkey([9; 32]); 4],
-            stake: vec![9_887_257_534, 998_190_184_033, 0, 0],
-            shares: vec![9_000_000_000, 990_000_000_000, 0, 0],
-            owner_shares: vec![9_000_000_000, 990_000_000_000, 0, 0],
-            permits: vec![true; 4],
-            last_update: vec![3, 110, 15, 16],
-            registered_at: vec![3, 13, 15, 16],
             weights: vec![vec![], vec![(0, 65535), (2, 43690), (3, 21845)], vec![], vec![]],
             bonds: vec![vec![]; 4],
-            incentive: vec![0; 4],
             consensus: vec![0; 4],
         }
     }
@@ -240,20 +300,23 @@ mod tests {
         let incentive = yuma::to_u16(&out.incentive);
         assert_eq!(judge(&s, &incentive), Some(true));
         assert!(incentive[2] > incentive[3] && incentive[3] > 0, "{incentive:?}");
-        let writes = storage_writes(&s, &out, 2);
+        let writes = vector_writes(&out, 2);
         let m = &writes["SubtensorModule"];
         assert_eq!(m["Incentive"][0][0], json!([2]));
         assert_eq!(m["Incentive"][0][1], json!(incentive));
         assert_eq!(m["Dividends"][0][1], json!([0, 65535, 0, 0]));
+        assert_eq!(m["ValidatorPermit"][0][1], json!([true, true, true, true]), "4 uids, up to 64 permits");
         // Bonds rows keyed by the storage index and uid, the validator's holding its bonds.
-        assert_eq!(m["Bonds"][1], json!([[2, 1], [[0, 65535], [2, 65535], [3, 65535]]]));
+        assert_eq!(bond_writes(&out, 2)[1], json!([[2, 1], [[0, 65535], [2, 65535], [3, 65535]]]));
     }
 
     #[test]
     fn a_runtime_that_pays_by_weights_is_left_alone() {
         let mut s = state();
         let incentive = yuma::to_u16(&run(&s).incentive);
-        s.incentive.clone_from(&incentive);
+        for (n, i) in s.metagraph.neurons.iter_mut().zip(&incentive) {
+            n.incentive = *i;
+        }
         s.consensus = vec![65535, 0, 43690, 21845];
         assert_eq!(judge(&s, &incentive), Some(false));
         // No weights yet that would pay anyone: nothing to judge by.
@@ -275,7 +338,8 @@ mod tests {
             assert!((moved[uid] + paid[uid] as i128 - real[uid]).abs() <= 1, "uid {uid}: {moved:?}");
         }
         assert!(moved.iter().sum::<i128>().abs() <= 4, "alpha is moved, not made: {moved:?}");
-        let w = payouts(&s, &moved, 2);
+        let shares = BTreeMap::from([(0, (9_000_000_000, 9_000_000_000)), (2, (0, 0)), (3, (0, 0))]);
+        let w = payouts(&s, &moved, &shares, 2);
         // A miner without shares gets shares one for one, held by its owner coldkey.
         let miner = Hotkey([3; 32]).to_ss58();
         assert_eq!(w["TotalHotkeyAlpha"][2], json!([[&miner, 2], (moved[2] as u64).to_string()]));
@@ -288,6 +352,8 @@ mod tests {
         let owner = Hotkey([1; 32]).to_ss58();
         let bought = (moved[0] as f64 / 9_887_257_534.0 * 9e9).floor() as u64;
         assert_eq!(w["TotalHotkeyShares"][0], json!([[&owner, 2], (9_000_000_000 + bought).to_string()]));
+        // A gain whose shares were not read is not paid (never a guess at the share price).
+        assert!(payouts(&s, &moved, &BTreeMap::new(), 2)["Alpha"].as_array().expect("list").is_empty());
         // Nothing paid by weights: nothing moves.
         assert_eq!(corrections(&run(&EpochState { weights: vec![vec![]; 4], ..state() }), &paid), vec![0; 4]);
     }
@@ -298,5 +364,17 @@ mod tests {
         let blocks: Vec<u64> = (0..40).filter(|&b| is_epoch_block(2, 10, b)).collect();
         assert_eq!(blocks, vec![8, 19, 30]);
         assert!(!is_epoch_block(2, 0, 8), "tempo 0 runs no epoch");
+    }
+
+    #[test]
+    fn an_epoch_reads_as_one_line() {
+        let o = EpochOutcome::Written {
+            block: 30,
+            incentive: vec![32767, 0],
+            dividends: vec![0, 65535],
+            moved: vec![48_000_000, -48_000_000],
+        };
+        let line = o.to_string();
+        assert!(line.contains("incentive 0:0.500 dividends 1:1.000") && line.ends_with("0:+0.048 1:-0.048"), "{line}");
     }
 }

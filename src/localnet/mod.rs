@@ -387,30 +387,7 @@ impl Localnet {
             let took = started.elapsed();
             // A failed read or write costs this epoch's values, not the chain.
             match yuma.after_block(&self.client, &self.chain).await {
-                Ok(Some(epoch::EpochOutcome::Written { block, incentive, dividends, moved })) => {
-                    let shares = |v: &[u16]| {
-                        let parts: Vec<String> = v
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, x)| **x > 0)
-                            .map(|(uid, x)| format!("{uid}:{:.3}", f64::from(*x) / f64::from(u16::MAX)))
-                            .collect();
-                        parts.join(" ")
-                    };
-                    let moved: Vec<String> = moved
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, d)| **d != 0)
-                        .map(|(uid, d)| format!("{uid}:{:+.3}", *d as f64 / 1e9))
-                        .collect();
-                    eprintln!(
-                        "localnet: epoch at block {block} by Yuma (this runtime's own epoch is a stub that ignores weights): \
-                         incentive {} dividends {}; alpha moved to pay by them: {}",
-                        shares(&incentive),
-                        shares(&dividends),
-                        moved.join(" ")
-                    );
-                }
+                Ok(Some(written @ epoch::EpochOutcome::Written { .. })) => eprintln!("localnet: {written}"),
                 Ok(_) => {}
                 Err(e) => eprintln!(
                     "localnet: following the epoch failed (its incentive stays as the runtime left it): {e:#}"
