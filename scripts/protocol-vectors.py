@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Independent reference implementation of Ferrum's sample assignment and samples digest
-(docs/protocol.md).
+"""Independent reference implementation of Ferrum's sample assignment, samples digest and
+index code (docs/protocol.md).
 
 Written from the spec, not from the Rust code, to cross-check the test vectors pinned in
 common/src/assignment/tests.rs. Needs the `blake3` package (pip install blake3).
@@ -65,6 +65,34 @@ def random_identity(block_hash):
     return RANDOM_UID, blake3.blake3(block_hash, derive_key_context=RANDOM_IDENTITY_CONTEXT).digest()
 
 
+def rice_slot(n, k):
+    """Rice parameter and slot bits for k kept positions of a block of n (docs/protocol.md 7.1)."""
+    best = None
+    r = 0
+    while r == 0 or (1 << r) <= n:
+        worst = k * (1 + r) + ((n - k) >> r)
+        if best is None or worst < best[1]:
+            best = (r, worst)
+        r += 1
+    return best
+
+
+def rice_write(indices, n, k):
+    """The index part of a tensor section (docs/protocol.md 8): per block, Rice codes of the gaps
+    in a zero-padded slot; bits least significant first."""
+    r, slot = rice_slot(n, k)
+    bits = []
+    for b in range(0, len(indices), k):
+        start, nxt = len(bits), 0
+        for i in indices[b : b + k]:
+            d = i - nxt
+            bits += [1] * (d >> r) + [0] + [(d >> j) & 1 for j in range(r)]
+            nxt = i + 1
+        bits += [0] * (start + slot - len(bits))
+    bits += [0] * (-len(bits) % 8)
+    return bytes(sum(bits[i + j] << j for j in range(8)) for i in range(0, len(bits), 8))
+
+
 def main():
     vectors = []
     cases = [
@@ -106,6 +134,20 @@ def main():
         b"".join(i.to_bytes(8, "little") for i in samples), derive_key_context=SAMPLES_DIGEST_CONTEXT
     ).hexdigest()
     vectors.append({"name": "samples digest", "samples": samples, "digest": digest})
+    indices = [0, 5, 6, 63, 1, 2, 3, 9]
+    r, slot = rice_slot(64, 4)
+    vectors.append(
+        {
+            "name": "index code",
+            "block_len": 64,
+            "k": 4,
+            "rice": r,
+            "slot_bits": slot,
+            "indices": indices,
+            "bytes": rice_write(indices, 64, 4).hex(),
+            "slot_4096_64": rice_slot(4096, 64),
+        }
+    )
     print(json.dumps({"dataset_id": DATASET.hex(), "vectors": vectors}, indent=1))
 
 

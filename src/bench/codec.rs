@@ -16,7 +16,7 @@ use ferrum_common::codec::{
     CodecSpec, EncodedTensor, Scratch, aggregate_into, decode_into, encode, encode_model, synthetic_delta as data,
 };
 use ferrum_common::params::ParamSpec;
-use ferrum_common::payload::{PayloadLayout, reference_layout_bytes};
+use ferrum_common::payload::{PayloadLayout, reference_layout_bytes, section};
 use serde::Serialize;
 
 /// Timings of one tensor shape at one thread count, medians in ms.
@@ -32,6 +32,10 @@ pub struct ShapeResult {
     pub encode_ms: f64,
     pub decode_ms: f64,
     pub aggregate_ms: f64,
+    /// Writing the tensor's payload section (indices and values to bytes).
+    pub pack_ms: f64,
+    /// Reading it back with every check a node makes.
+    pub unpack_ms: f64,
 }
 
 /// Whole-model totals at one thread count (seconds, and millions of parameters per second).
@@ -44,6 +48,9 @@ pub struct ModelResult {
     pub decode_s: f64,
     pub aggregate_s: f64,
     pub aggregate_mparams_per_s: f64,
+    /// Writing a whole payload's sections, and reading them back with every check.
+    pub pack_s: f64,
+    pub unpack_s: f64,
 }
 
 /// The whole report.
@@ -99,18 +106,6 @@ fn median_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
     if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 }
 }
 
-/// The CPU model name (Linux), for the record.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Times one shape at each thread count.
 fn shape(config: &SubnetConfig, shape: &[usize], count: usize, bench: &CodecBench) -> Vec<ShapeResult> {
     let spec =
@@ -143,6 +138,16 @@ fn shape(config: &SubnetConfig, shape: &[usize], count: usize, bench: &CodecBenc
                 let r = aggregate_into(&refs, &g, &spec, threads, &mut scratch, &mut out);
                 assert!(r.is_ok(), "aggregate failed on benchmark data");
             });
+            let mut section = Vec::with_capacity(section::len(&g, spec.quantization_bits));
+            let pack_ms = median_ms(bench.repeats, || {
+                section.clear();
+                let r = section::write(&encoded[0], &g, spec.quantization_bits, &mut section);
+                assert!(r.is_ok(), "the encoder's output does not fit its section");
+            });
+            let unpack_ms = median_ms(bench.repeats, || {
+                let r = section::read(&section, &g, spec.quantization_bits, "bench");
+                assert!(std::hint::black_box(r).is_ok(), "a section written here did not read back");
+            });
             ShapeResult {
                 shape: shape.to_vec(),
                 count,
@@ -153,6 +158,8 @@ fn shape(config: &SubnetConfig, shape: &[usize], count: usize, bench: &CodecBenc
                 encode_ms,
                 decode_ms,
                 aggregate_ms,
+                pack_ms,
+                unpack_ms,
             }
         })
         .collect()
@@ -195,13 +202,15 @@ pub fn codec(config: &SubnetConfig, bench: &CodecBench) -> CodecReport {
                     decode_s: of(|s| s.decode_ms),
                     aggregate_s: agg,
                     aggregate_mparams_per_s: params as f64 / 1e6 / agg,
+                    pack_s: of(|s| s.pack_ms),
+                    unpack_s: of(|s| s.unpack_ms),
                 }
             })
             .collect()
     };
     CodecReport {
         preset: config.preset.name().to_string(),
-        cpu: cpu_model(),
+        cpu: super::cpu_model(),
         simd: ferrum_common::simd::widest_name(),
         params,
         peers: bench.peers,
@@ -243,7 +252,7 @@ impl CodecReport {
             self.peers
         )?;
         outln!(
-            "{:>14} {:>6} {:>7} {:>13} {:>10} {:>11} {:>11} {:>14}",
+            "{:>14} {:>6} {:>7} {:>13} {:>10} {:>11} {:>11} {:>14} {:>9} {:>11}",
             "shape",
             "count",
             "threads",
@@ -251,11 +260,13 @@ impl CodecReport {
             "Mparam/s",
             "encode ms",
             "decode ms",
-            "aggregate ms"
+            "aggregate ms",
+            "pack ms",
+            "unpack ms"
         )?;
         for s in &self.shapes {
             outln!(
-                "{:>14} {:>6} {:>7} {:>13.2} {:>10.0} {:>11.2} {:>11.2} {:>14.2}",
+                "{:>14} {:>6} {:>7} {:>13.2} {:>10.0} {:>11.2} {:>11.2} {:>14.2} {:>9.2} {:>11.2}",
                 format!("{:?}", s.shape),
                 s.count,
                 s.threads,
@@ -263,19 +274,23 @@ impl CodecReport {
                 s.miner_step_mparams_per_s,
                 s.encode_ms,
                 s.decode_ms,
-                s.aggregate_ms
+                s.aggregate_ms,
+                s.pack_ms,
+                s.unpack_ms
             )?;
         }
         for m in &self.model {
             outln!(
-                "whole model, {} thread(s): miner step {:.2} s ({:.0} M params/s), encode {:.2} s, decode {:.2} s, aggregate {:.2} s ({:.0} M/s)",
+                "whole model, {} thread(s): miner step {:.2} s ({:.0} M params/s), encode {:.2} s, decode {:.2} s, aggregate {:.2} s ({:.0} M/s), pack {:.3} s, unpack {:.3} s",
                 m.threads,
                 m.miner_step_s,
                 m.miner_step_mparams_per_s,
                 m.encode_s,
                 m.decode_s,
                 m.aggregate_s,
-                m.aggregate_mparams_per_s
+                m.aggregate_mparams_per_s,
+                m.pack_s,
+                m.unpack_s
             )?;
         }
         if let Some(b) = self.peak_rss_bytes {

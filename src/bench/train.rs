@@ -27,6 +27,9 @@ pub struct TrainBench {
 pub struct TrainReport {
     pub preset: String,
     pub backend: String,
+    /// The CPU model and the compute paths taken on it (on the CPU backend).
+    pub cpu: String,
+    pub kernels: ferrum_common::train::KernelPath,
     pub dataset: String,
     pub params: u64,
     pub steps: u64,
@@ -103,6 +106,8 @@ pub async fn train(config: &SubnetConfig, dataset: &Dataset, name: &str, bench: 
     Ok(TrainReport {
         preset: name.to_string(),
         backend: bench.backend.clone(),
+        cpu: super::cpu_model(),
+        kernels: ferrum_common::train::kernel_path(),
         dataset: dataset.id().to_string(),
         params: ferrum_common::params::count(&config.model),
         steps: bench.steps,
@@ -136,6 +141,13 @@ impl TrainReport {
             self.batch_size,
             self.sequence_length,
             self.micro_batch_size
+        )?;
+        outln!(
+            "{} ({} threads): gemm {}, fused kernels {}",
+            self.cpu,
+            self.kernels.threads,
+            self.kernels.gemm,
+            self.kernels.fused
         )?;
         outln!("{:.0} tokens/s, {:.0} ms per step over {} steps", self.tokens_per_sec, self.mean_step_ms, self.steps)?;
         if let Some(b) = self.peak_rss_bytes {

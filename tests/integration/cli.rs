@@ -100,6 +100,12 @@ fn bench_train_reports_throughput_and_a_falling_loss() {
     let r: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
     assert_eq!(r["steps"], 40);
     assert!(r["tokens_per_sec"].as_f64().expect("tokens/s") > 0.0);
+    // The CPU and the kernel paths taken on it are named, as bench codec names its own.
+    assert!(!r["cpu"].as_str().expect("cpu").is_empty());
+    let gemm = r["kernels"]["gemm"].as_str().expect("gemm path");
+    assert!(["avx512f", "fma", "scalar", "portable"].contains(&gemm), "{gemm}");
+    assert!(["avx512", "avx2", "baseline"].contains(&r["kernels"]["fused"].as_str().expect("fused path")));
+    assert!(r["kernels"]["threads"].as_u64().expect("threads") >= 1);
     let (start, end) = (r["eval_loss_start"].as_f64().expect("start"), r["eval_loss_end"].as_f64().expect("end"));
     assert!((start - 320f64.ln()).abs() < 0.2, "genesis loss {start}");
     assert!(end < start - 1.0, "held-out loss {start} -> {end}");

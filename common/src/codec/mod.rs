@@ -11,6 +11,7 @@ pub mod dct;
 pub mod quant;
 #[cfg(test)]
 mod reference;
+pub mod rice;
 pub mod select;
 pub mod similar;
 
@@ -30,8 +31,8 @@ pub struct Geometry {
     pub block_cols: usize,
     /// Values kept per block: `min(topk, block_rows·block_cols)`.
     pub k: usize,
-    /// Bits per in-block index: enough for `block_rows·block_cols − 1` (at least 1).
-    pub index_bits: u32,
+    /// How each block's kept positions are coded in a payload.
+    pub index_code: rice::SlotCode,
 }
 
 impl Geometry {
@@ -45,8 +46,8 @@ impl Geometry {
         let block_rows = params::block_side(rows, chunk);
         let block_cols = params::block_side(cols, chunk);
         let len = block_rows * block_cols;
-        let index_bits = (usize::BITS - (len.max(2) - 1).leading_zeros()).max(1);
-        Geometry { rows, cols, block_rows, block_cols, k: topk.min(len), index_bits }
+        let k = topk.min(len);
+        Geometry { rows, cols, block_rows, block_cols, k, index_code: rice::SlotCode::new(len, k) }
     }
 
     /// Values per block.

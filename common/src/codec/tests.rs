@@ -149,16 +149,17 @@ fn aggregate_clips_to_the_median_and_averages_contributors() {
 fn geometry_of_the_presets() {
     let s = CodecSpec::new(&Preset::Large1b.config());
     let embed = s.tensors[0].1;
-    assert_eq!((embed.block_rows, embed.block_cols, embed.k, embed.index_bits), (64, 64, 64, 12));
+    let code = |rice, slot_bits| rice::SlotCode { rice, slot_bits };
+    assert_eq!((embed.block_rows, embed.block_cols, embed.k, embed.index_code), (64, 64, 64, code(5, 510)));
     let norm = s.tensors[1].1;
-    assert_eq!((norm.rows, norm.block_cols, norm.k, norm.index_bits), (1, 64, 64, 6));
+    assert_eq!((norm.rows, norm.block_cols, norm.k, norm.index_code), (1, 64, 64, code(0, 64)));
     // A dimension no larger than the chunk is one block side; a prime above it splits into rows.
     let g = Geometry::new(&[7, 64], 64, 64);
     assert_eq!((g.block_rows, g.block_cols, g.blocks()), (7, 64, 1));
     let g = Geometry::new(&[67, 64], 64, 64);
     assert_eq!((g.block_rows, g.block_cols, g.blocks()), (1, 64, 67));
     let g = Geometry::new(&[3], 64, 64);
-    assert_eq!((g.block_cols, g.k, g.index_bits), (3, 3, 2));
+    assert_eq!((g.block_cols, g.k, g.index_code), (3, 3, code(0, 3)));
 }
 
 /// The protocol's promise: nodes that accept the same payloads, in whatever order and with

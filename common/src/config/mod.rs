@@ -21,7 +21,7 @@ pub use presets::Preset;
 pub use validate::FieldError;
 
 /// Domain separation for the config hash (see docs/protocol.md).
-const CONFIG_HASH_CONTEXT: &str = "ferrum 2026-11 subnet config v1";
+const CONFIG_HASH_CONTEXT: &str = "ferrum 2026-12 subnet config v2";
 
 /// The whole subnet config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! header (160 bytes, little-endian)
-//!   0 magic "FRMPAYLD"   8 version u16 = 1   10 netuid u16   12 uid u16   14 reserved u16 = 0
+//!   0 magic "FRMPAYLD"   8 version u16 = 2   10 netuid u16   12 uid u16   14 reserved u16 = 0
 //!   16 window u64        24 hotkey [32]      56 config hash [32]
 //!   88 fingerprint of the model trained from [32]   120 digest of the samples trained on [32]
 //!   152 tensor count u32  156 reserved u32 = 0
 //! body: one section per tensor, in parameter-layout order
-//!   quantized: shift f32, scale f32, table 2^b × f32, indices (k per block, index_bits each,
-//!              bit-packed), codes (b bits each, bit-packed)
-//!   raw:       indices (bit-packed), values k per block × f32
+//!   quantized: shift f32, scale f32, table 2^b × f32, indices (per block, Rice codes of the
+//!              gaps in a fixed-width slot: `codec::rice`), codes (b bits each, bit-packed)
+//!   raw:       indices (as above), values k per block × f32
 //! hash: blake3(header ‖ body) [32]
 //! signature: sr25519 by the hotkey over "ferrum 2026-11 payload v1" ‖ header ‖ hash [64]
 //! ```
@@ -17,11 +17,12 @@
 //! payload before downloading it and never allocates by a count read from the payload.
 
 mod parse;
+pub mod section;
 
 use sp_core::Pair;
 use sp_core::sr25519;
 
-use crate::codec::{CodecSpec, EncodedTensor, Values, bits};
+use crate::codec::{CodecSpec, EncodedTensor};
 use crate::config::{ConfigHash, SubnetConfig};
 use crate::hotkey::Hotkey;
 #[cfg(feature = "io")]
@@ -31,8 +32,8 @@ pub use parse::{Expectation, Rejection, parse, parse_unverified};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"FRMPAYLD";
-/// Format version.
-pub const VERSION: u16 = 1;
+/// Format version: 2 since the indices are Rice-coded (1 had fixed-width indices).
+pub const VERSION: u16 = 2;
 /// Header bytes.
 pub const HEADER_LEN: usize = 160;
 /// Hash and signature bytes at the end.
@@ -70,6 +71,9 @@ pub struct PayloadLayout {
     pub spec: CodecSpec,
     sections: Vec<usize>,
     size: usize,
+    /// What a format-1 payload (fixed-width indices) weighed under the same settings, so a node
+    /// can say that an object is an old miner's rather than just the wrong size.
+    v1_size: usize,
 }
 
 impl PayloadLayout {
@@ -80,19 +84,19 @@ impl PayloadLayout {
 
     /// The layout for an explicit codec spec.
     pub fn for_spec(spec: CodecSpec) -> PayloadLayout {
-        let sections: Vec<usize> = spec
-            .tensors
-            .iter()
-            .map(|(_, g)| {
-                let idx = bits::packed_len(g.kept(), g.index_bits);
-                match spec.quantization_bits {
-                    Some(b) => 8 + 4 * (1 << b) + idx + bits::packed_len(g.kept(), u32::from(b)),
-                    None => idx + 4 * g.kept(),
-                }
-            })
-            .collect();
+        let sections: Vec<usize> = spec.tensors.iter().map(|(_, g)| section::len(g, spec.quantization_bits)).collect();
         let size = HEADER_LEN + sections.iter().sum::<usize>() + TRAILER_LEN;
-        PayloadLayout { spec, sections, size }
+        let v1_size = HEADER_LEN + section::v1_len(&spec) + TRAILER_LEN;
+        PayloadLayout { spec, sections, size, v1_size }
+    }
+
+    /// The rejection of an object of `got` bytes, when that is not [`size`](Self::size).
+    pub fn size_rejection(&self, got: u64) -> Rejection {
+        if got == self.v1_size as u64 && self.v1_size != self.size {
+            Rejection::OldFormat { got, expected: self.size }
+        } else {
+            Rejection::Size { expected: self.size, got }
+        }
     }
 
     /// Exact size in bytes of every valid payload.
@@ -160,31 +164,9 @@ pub fn build(
     let mut out = Vec::with_capacity(layout.size());
     out.extend_from_slice(&encode_header(header, tensors.len() as u32));
     for (i, (t, (p, g))) in tensors.iter().zip(&layout.spec.tensors).enumerate() {
-        let bad = |reason: &str| BuildError::Tensor { path: p.path.clone(), reason: reason.to_string() };
-        if t.indices.len() != g.kept() {
-            return Err(bad("wrong number of kept values"));
-        }
         let start = out.len();
-        match (&t.values, layout.spec.quantization_bits) {
-            (Values::Quantized(q), Some(b)) => {
-                if q.table.len() != 1 << b || q.codes.len() != g.kept() {
-                    return Err(bad("quantization does not match the config"));
-                }
-                out.extend_from_slice(&q.shift.to_le_bytes());
-                out.extend_from_slice(&q.scale.to_le_bytes());
-                q.table.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-                bits::pack(t.indices.iter().copied(), g.index_bits, &mut out);
-                bits::pack(q.codes.iter().map(|&c| u32::from(c)), u32::from(b), &mut out);
-            }
-            (Values::Raw(v), None) => {
-                if v.len() != g.kept() {
-                    return Err(bad("wrong number of values"));
-                }
-                bits::pack(t.indices.iter().copied(), g.index_bits, &mut out);
-                v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-            }
-            _ => return Err(bad("quantized values where the config sends raw ones, or the reverse")),
-        }
+        section::write(t, g, layout.spec.quantization_bits, &mut out)
+            .map_err(|reason| BuildError::Tensor { path: p.path.clone(), reason: reason.to_string() })?;
         debug_assert_eq!(out.len() - start, layout.section(i));
     }
     let hash = blake3::hash(&out);
@@ -224,9 +206,7 @@ pub async fn fetch(
     expect: &Expectation<'_>,
 ) -> Result<(ObjectInfo, Payload, bytes::Bytes), FetchError> {
     let (info, bytes) = store.get_exact(key, layout.size() as u64).await.map_err(|e| match e {
-        StorageError::WrongSize { size, expected, .. } => {
-            FetchError::Rejected(Rejection::Size { expected: expected as usize, got: size })
-        }
+        StorageError::WrongSize { size, .. } => FetchError::Rejected(layout.size_rejection(size)),
         other => FetchError::Storage(other),
     })?;
     let payload = parse(&bytes, layout, expect)?;

@@ -3,8 +3,8 @@
 
 use sp_core::sr25519;
 
-use super::{HEADER_LEN, MAGIC, Payload, PayloadHeader, PayloadLayout, TRAILER_LEN, VERSION, signed_message};
-use crate::codec::{EncodedTensor, Quantized, Values, bits};
+use super::{HEADER_LEN, MAGIC, Payload, PayloadHeader, PayloadLayout, TRAILER_LEN, VERSION, section, signed_message};
+use crate::codec::EncodedTensor;
 use crate::config::ConfigHash;
 use crate::hotkey::Hotkey;
 
@@ -23,9 +23,14 @@ pub struct Expectation<'a> {
 pub enum Rejection {
     #[error("size {got} bytes, a valid payload is exactly {expected}")]
     Size { expected: usize, got: u64 },
+    #[error(
+        "size {got} bytes is a format-1 payload (fixed-width indices), which this node no longer reads: \
+         a format-{VERSION} payload is exactly {expected} (the miner must upgrade)"
+    )]
+    OldFormat { got: u64, expected: usize },
     #[error("bad magic: not a Ferrum payload")]
     Magic,
-    #[error("format version {0} is not supported")]
+    #[error("format version {0} is not supported: this node reads version {VERSION}")]
     Version(u16),
     #[error("reserved header bytes are not zero")]
     Reserved,
@@ -46,9 +51,9 @@ pub enum Rejection {
     #[error("signature is not the hotkey's (forged)")]
     Signature,
     #[error("tensor {tensor}: block {block}: index {index} is outside the block of {block_len}")]
-    IndexOutOfRange { tensor: String, block: usize, index: u32, block_len: usize },
-    #[error("tensor {tensor}: block {block}: indices are not strictly increasing (duplicate or unordered)")]
-    IndexOrder { tensor: String, block: usize },
+    IndexOutOfRange { tensor: String, block: usize, index: u64, block_len: usize },
+    #[error("tensor {tensor}: block {block}: the index codes run past the block's slot")]
+    IndexCode { tensor: String, block: usize },
     #[error("tensor {tensor}: unused padding bits are set")]
     Padding { tensor: String },
     #[error("tensor {tensor}: {field} is not finite")]
@@ -63,10 +68,6 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn f32_at(b: &[u8], at: usize) -> f32 {
-    f32::from_bits(u32_at(b, at))
 }
 
 fn array32(b: &[u8], at: usize) -> [u8; 32] {
@@ -120,7 +121,7 @@ pub fn parse_unverified(bytes: &[u8], layout: &PayloadLayout) -> Result<Payload,
 
 fn parse_header(b: &[u8], layout: &PayloadLayout) -> Result<PayloadHeader, Rejection> {
     if b.len() != layout.size() {
-        return Err(Rejection::Size { expected: layout.size(), got: b.len() as u64 });
+        return Err(layout.size_rejection(b.len() as u64));
     }
     if &b[0..8] != MAGIC {
         return Err(Rejection::Magic);
@@ -155,64 +156,7 @@ fn parse_body(b: &[u8], layout: &PayloadLayout) -> Result<Vec<EncodedTensor>, Re
     for (i, (p, g)) in layout.spec.tensors.iter().enumerate() {
         let section = &b[at..at + layout.section(i)];
         at += layout.section(i);
-        let tensor = || p.path.clone();
-        let mut pos = 0;
-        let mut quant = None;
-        if let Some(bits_per) = layout.spec.quantization_bits {
-            let levels = 1usize << bits_per;
-            let shift = f32_at(section, 0);
-            let scale = f32_at(section, 4);
-            let table: Vec<f32> = (0..levels).map(|l| f32_at(section, 8 + 4 * l)).collect();
-            if !shift.is_finite() {
-                return Err(Rejection::NonFinite { tensor: tensor(), field: "shift" });
-            }
-            if !scale.is_finite() {
-                return Err(Rejection::NonFinite { tensor: tensor(), field: "scale" });
-            }
-            if scale <= 0.0 {
-                return Err(Rejection::Scale { tensor: tensor(), scale });
-            }
-            if table.iter().any(|v| !v.is_finite() || !(v + shift).is_finite()) {
-                return Err(Rejection::NonFinite { tensor: tensor(), field: "centroid table" });
-            }
-            pos = 8 + 4 * levels;
-            quant = Some((bits_per, shift, scale, table));
-        }
-        let idx_len = bits::packed_len(g.kept(), g.index_bits);
-        let mut indices = Vec::with_capacity(g.kept());
-        bits::unpack(&section[pos..pos + idx_len], g.kept(), g.index_bits, &mut indices)
-            .ok_or_else(|| Rejection::Padding { tensor: tensor() })?;
-        pos += idx_len;
-        let block_len = g.block_len();
-        for (block, run) in indices.chunks_exact(g.k.max(1)).enumerate() {
-            if let Some(&index) = run.iter().find(|&&x| x as usize >= block_len) {
-                return Err(Rejection::IndexOutOfRange { tensor: tensor(), block, index, block_len });
-            }
-            if run.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(Rejection::IndexOrder { tensor: tensor(), block });
-            }
-        }
-        let values = match quant {
-            Some((bits_per, shift, scale, table)) => {
-                let mut codes = Vec::with_capacity(g.kept());
-                bits::unpack(&section[pos..], g.kept(), u32::from(bits_per), &mut codes)
-                    .ok_or_else(|| Rejection::Padding { tensor: tensor() })?;
-                Values::Quantized(Quantized {
-                    shift,
-                    scale,
-                    table,
-                    codes: codes.into_iter().map(|c| c as u8).collect(),
-                })
-            }
-            None => {
-                let v: Vec<f32> = (0..g.kept()).map(|j| f32_at(section, pos + 4 * j)).collect();
-                if v.iter().any(|x| !x.is_finite()) {
-                    return Err(Rejection::NonFinite { tensor: tensor(), field: "values" });
-                }
-                Values::Raw(v)
-            }
-        };
-        out.push(EncodedTensor { indices, values });
+        out.push(section::read(section, g, layout.spec.quantization_bits, &p.path)?);
     }
     Ok(out)
 }

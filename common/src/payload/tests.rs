@@ -2,7 +2,7 @@ use proptest::prelude::*;
 use sp_core::Pair;
 
 use super::*;
-use crate::codec::{Geometry, dct, encode};
+use crate::codec::{Geometry, dct, encode, rice};
 use crate::config::Preset;
 
 fn key(uri: &str) -> sr25519::Pair {
@@ -89,15 +89,16 @@ fn size_follows_from_the_config() {
         .spec
         .tensors
         .iter()
-        .map(|(_, g)| 8 + 16 + (g.kept() * g.index_bits as usize).div_ceil(8) + (g.kept() * 2).div_ceil(8))
+        .map(|(_, g)| 8 + 16 + (g.blocks() * g.index_code.slot_bits).div_ceil(8) + (g.kept() * 2).div_ceil(8))
         .sum::<usize>()
         + HEADER_LEN
         + TRAILER_LEN;
     assert_eq!(layout.size(), expected);
 }
 
-/// At the reference's density (64 of 4096), a 64×64 block costs 96 bytes of 12-bit indices and
-/// 16 bytes of 2-bit values here, against 96 + 64 with one byte per value in the reference.
+/// At the reference's density (64 of 4096), a 64×64 block costs 63.75 bytes of Rice-coded
+/// indices and 16 bytes of 2-bit values here, against 96 + 64 with 12-bit indices and one byte
+/// per value in the reference: at most 0.020 bytes per parameter.
 #[test]
 fn smaller_than_the_reference_layout() {
     let config = Preset::Large1b.config();
@@ -106,7 +107,7 @@ fn smaller_than_the_reference_layout() {
     let reference = reference_layout_bytes(&layout.spec);
     assert!(layout.size() < reference, "{} vs reference {}", layout.size(), reference);
     let per_param = layout.size() as f64 / params as f64;
-    assert!(per_param < 0.03, "{per_param} bytes per parameter");
+    assert!(per_param <= 0.020, "{per_param} bytes per parameter");
 }
 
 #[test]
@@ -124,9 +125,11 @@ fn identity_and_integrity_rejections() {
     let mut b = good.clone();
     b[0] = b'X';
     assert_eq!(parse(&b, &layout, &e), Err(Rejection::Magic));
-    let mut b = good.clone();
-    b[8] = 2;
-    assert_eq!(parse(&b, &layout, &e), Err(Rejection::Version(2)));
+    for old_or_new in [1u8, 3] {
+        let mut b = good.clone();
+        b[8] = old_or_new;
+        assert_eq!(parse(&b, &layout, &e), Err(Rejection::Version(u16::from(old_or_new))));
+    }
     let mut b = good.clone();
     b[14] = 1;
     assert_eq!(parse(&b, &layout, &e), Err(Rejection::Reserved));
@@ -187,33 +190,40 @@ fn hostile_bodies_are_rejected_with_their_reason() {
     check(&|b| b[s0 + 12..s0 + 16].copy_from_slice(&f32::NAN.to_le_bytes()), &|r| {
         matches!(r, Rejection::NonFinite { field: "centroid table", .. })
     });
-    // First two 12-bit indices of block 0 set equal: a duplicate.
+    // Block 0's slot all ones: its first gap's code never ends inside the slot.
+    let slot = g0.index_code.slot_bits;
     check(
         &|b| {
-            let mut idx = Vec::new();
-            bits::unpack(&b[idx0..idx0 + 3], 2, g0.index_bits, &mut idx).expect("unpack");
-            let mut packed = Vec::new();
-            bits::pack([idx[0], idx[0]], g0.index_bits, &mut packed);
-            b[idx0..idx0 + 3].copy_from_slice(&packed);
+            for bit in 0..slot {
+                b[idx0 + bit / 8] |= 1 << (bit % 8);
+            }
         },
-        &|r| matches!(r, Rejection::IndexOrder { block: 0, tensor, .. } if tensor == path0),
+        &|r| matches!(r, Rejection::IndexCode { block: 0, tensor, .. } if tensor == path0),
     );
-    // Swapped order.
+    // A one in block 0's padding, just before block 1's slot (the encoder never fills a slot:
+    // its worst case needs every gap at the end of the block).
     check(
-        &|b| {
-            let mut idx = Vec::new();
-            bits::unpack(&b[idx0..idx0 + 3], 2, g0.index_bits, &mut idx).expect("unpack");
-            let mut packed = Vec::new();
-            bits::pack([idx[1], idx[0]], g0.index_bits, &mut packed);
-            b[idx0..idx0 + 3].copy_from_slice(&packed);
-        },
-        &|r| matches!(r, Rejection::IndexOrder { .. }),
+        &|b| b[idx0 + (slot - 1) / 8] |= 1 << ((slot - 1) % 8),
+        &|r| matches!(r, Rejection::Padding { tensor } if tensor == path0),
     );
 }
 
+/// A payload of format 1 (fixed-width indices) is named as such, by its size before download
+/// and by its version field.
+#[test]
+fn old_format_payloads_are_refused_as_such() {
+    let (_, layout, header) = setup(Some(2));
+    let v1 = HEADER_LEN + section::v1_len(&layout.spec) + TRAILER_LEN;
+    assert!(v1 > layout.size(), "format 2 is smaller: {v1} vs {}", layout.size());
+    let got = parse(&vec![0u8; v1], &layout, &expect(&header)).expect_err("refused");
+    assert_eq!(got, Rejection::OldFormat { got: v1 as u64, expected: layout.size() });
+    assert!(got.to_string().contains("format-1"), "{got}");
+    assert_eq!(layout.size_rejection(v1 as u64 + 1), Rejection::Size { expected: layout.size(), got: v1 as u64 + 1 });
+}
+
 /// Padding bits after the last index and after the last code must be zero. The test preset's
-/// sections are all byte-aligned, so this uses one 3×5 tensor with 3 kept values: 3 × 4-bit
-/// indices (12 bits, 4 of padding) and 3 × 2-bit codes (6 bits, 2 of padding).
+/// sections are all byte-aligned, so this uses one 3×5 tensor with 3 kept values: a 12-bit index
+/// slot (4 bits of padding) and 3 × 2-bit codes (6 bits, 2 of padding).
 #[test]
 fn non_zero_padding_bits_are_rejected() {
     let mut c = Preset::Test.config().compression;
@@ -223,14 +233,14 @@ fn non_zero_padding_bits_are_rejected() {
     let spec = CodecSpec::for_layout(vec![crate::params::ParamSpec { path: "odd".into(), shape: vec![3, 5] }], &c);
     let layout = PayloadLayout::for_spec(spec);
     let g = layout.spec.tensors[0].1;
-    assert_eq!((g.kept(), g.index_bits), (3, 4), "the layout this test needs");
+    assert_eq!((g.kept(), g.index_code.slot_bits), (3, 12), "the layout this test needs");
     let (_, _, header) = setup(Some(2));
     let bob = key("//Bob");
     let x: Vec<f32> = (0..15).map(|i| (i as f32 * 0.7).sin()).collect();
     let t = encode(&x, &g, &layout.spec, &mut dct::Bases::default());
     let good = build(&header, &[t], &layout, &bob).expect("build");
     assert!(parse(&good, &layout, &expect(&header)).is_ok());
-    let indices_end = HEADER_LEN + 8 + 16 + bits::packed_len(3, 4) - 1;
+    let indices_end = HEADER_LEN + 8 + 16 + 2 - 1;
     let codes_end = HEADER_LEN + layout.section(0) - 1;
     assert_ne!(indices_end, codes_end);
     for at in [indices_end, codes_end] {
@@ -246,20 +256,22 @@ fn non_zero_padding_bits_are_rejected() {
 
 #[test]
 fn index_past_a_non_power_of_two_block_is_out_of_range() {
-    // A 3×5 tensor with chunk 8 is one 15-value block: 4-bit indices can say 15, past its end.
+    // A 3×5 tensor with chunk 8 is one 15-value block keeping 2: Rice parameter 2 in a 9-bit
+    // slot, room enough to say 15, past its end.
     let mut c = Preset::Test.config().compression;
     c.topk = 2;
     c.chunk = 8;
     let spec = CodecSpec::for_layout(vec![crate::params::ParamSpec { path: "odd".into(), shape: vec![3, 5] }], &c);
     let layout = PayloadLayout::for_spec(spec);
+    assert_eq!(layout.spec.tensors[0].1.index_code, rice::SlotCode { rice: 2, slot_bits: 9 });
     let (_, _, header) = setup(Some(2));
     let bob = key("//Bob");
     let t = encode(&[1.0; 15], &layout.spec.tensors[0].1, &layout.spec, &mut dct::Bases::default());
     let mut b = build(&header, &[t], &layout, &bob).expect("build");
     let idx = HEADER_LEN + 8 + 16;
-    let mut packed = Vec::new();
-    bits::pack([3, 15], 4, &mut packed);
-    b[idx] = packed[0];
+    // Index 3 (gap 3: 0, then 11 low bit first), then 15 (gap 11: 1 1 0, then 11).
+    b[idx] = 0b1101_1110;
+    b[idx + 1] = 0;
     resign(&mut b, &bob);
     match parse(&b, &layout, &expect(&header)) {
         Err(Rejection::IndexOutOfRange { index: 15, block_len: 15, .. }) => {}
@@ -273,7 +285,7 @@ fn raw_values_must_be_finite() {
     let bob = key("//Bob");
     let mut b = build(&header, &tensors(&layout, 0.3), &layout, &bob).expect("build");
     let g = layout.spec.tensors[0].1;
-    let v = section_start(&layout, 0) + bits::packed_len(g.kept(), g.index_bits);
+    let v = section_start(&layout, 0) + rice::packed_len(g.index_code, g.blocks());
     b[v..v + 4].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
     resign(&mut b, &bob);
     assert!(matches!(parse(&b, &layout, &expect(&header)), Err(Rejection::NonFinite { field: "values", .. })));

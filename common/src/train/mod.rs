@@ -57,5 +57,33 @@ pub fn device(backend: &str) -> Result<Device, TrainError> {
     }
 }
 
+/// Which compute paths training takes on this machine, for benchmark reports and logs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KernelPath {
+    /// The f32 GEMM kernels of the `gemm` crate (0.19) under burn's CPU backend: its run-time
+    /// rule is `avx512f` when the CPU has it (the workspace enables gemm's `x86-v4`), else
+    /// `fma`, else `scalar`.
+    pub gemm: &'static str,
+    /// The vector path of Ferrum's fused kernels (norm, RoPE, attention softmax, cross-entropy).
+    pub fused: &'static str,
+    /// Threads of the pool the CPU backend runs on.
+    pub threads: usize,
+}
+
+/// The paths training takes on this CPU.
+pub fn kernel_path() -> KernelPath {
+    #[cfg(target_arch = "x86_64")]
+    let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
+        "avx512f"
+    } else if std::arch::is_x86_feature_detected!("fma") {
+        "fma"
+    } else {
+        "scalar"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let gemm = "portable";
+    KernelPath { gemm, fused: crate::simd::widest_name(), threads: rayon::current_num_threads() }
+}
+
 #[cfg(test)]
 mod tests;
