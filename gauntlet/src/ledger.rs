@@ -75,6 +75,9 @@ pub struct MinerRecord {
     pub sync: f64,
     /// Loss evaluations so far.
     pub evaluations: u32,
+    /// The window of the last one.
+    #[serde(default)]
+    pub last_evaluated: Option<u64>,
     pub missing_streak: u32,
     pub negative_streak: u32,
     /// The last `missing_lookback_windows` windows, oldest first: `true` where it missed.
@@ -265,6 +268,7 @@ fn fresh(hotkey: &str, model: &PlackettLuce) -> MinerRecord {
         final_score: 0.0,
         sync: 0.0,
         evaluations: 0,
+        last_evaluated: None,
         missing_streak: 0,
         negative_streak: 0,
         missed: Vec::new(),
@@ -293,6 +297,19 @@ impl Ledger {
     pub fn gather_excluded(&self, window: u64, config: &SubnetConfig) -> Vec<u16> {
         let streak = config.gauntlet.penalties.negative_streak_exclusion;
         self.records.iter().filter(|(_, r)| r.excluded_in(window) || r.harmful(streak)).map(|(u, _)| *u).collect()
+    }
+
+    /// When each of these miners (uid, SS58 hotkey) was last evaluated, for
+    /// [`selection::for_evaluation`](crate::selection::for_evaluation); a uid now held by
+    /// another hotkey never was.
+    pub fn last_evaluated<'a>(&self, miners: impl IntoIterator<Item = (u16, &'a str)>) -> BTreeMap<u16, u64> {
+        miners
+            .into_iter()
+            .filter_map(|(uid, hotkey)| {
+                let r = self.records.get(&uid).filter(|r| r.hotkey == hotkey)?;
+                Some((uid, r.last_evaluated?))
+            })
+            .collect()
     }
 
     /// Applies one window's facts: ratings, moving averages, penalties, exclusions, weights.
@@ -375,6 +392,7 @@ impl Ledger {
                         gradient_score = Some(s);
                         binary_indicator = Some(b);
                         r.evaluations += 1;
+                        r.last_evaluated = Some(w);
                         r.binary_ema = (1.0 - g.binary_ema_alpha) * r.binary_ema + g.binary_ema_alpha * b;
                         r.gradient_ema = (1.0 - g.binary_ema_alpha) * r.gradient_ema + g.binary_ema_alpha * s;
                         r.negative_streak = if s < 0.0 { r.negative_streak + 1 } else { 0 };

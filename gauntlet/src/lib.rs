@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod openskill;
 pub mod order;
 pub mod rules;
+pub mod selection;
 pub mod weights;
 
 pub use ledger::{CopyOf, Ledger, MinerRecord, Outcome, Penalty, Rule, UidReport, WindowInput, WindowReport};

@@ -371,9 +371,29 @@ impl Validator {
             .map(|(_, _, p)| p.tensors.as_slice())
             .collect();
         let medians = median_norms(&in_sync, self.sync.layout.spec.tensors.len());
-        let budget = g.uids_per_window as usize;
+        // Who is evaluated: those kept waiting first, then the window's order (§14).
+        let hotkeys: Vec<(u16, String)> = received.iter().map(|(p, _, _)| (p.uid, p.hotkey.to_ss58())).collect();
+        let order: Vec<u16> = hotkeys.iter().map(|(u, _)| *u).collect();
+        let history = self.state.ledger.last_evaluated(hotkeys.iter().map(|(u, h)| (*u, h.as_str())));
+        let selection = ferrum_gauntlet::selection::for_evaluation(
+            &order,
+            &history,
+            w,
+            g.uids_per_window as usize,
+            u64::from(g.max_eval_gap),
+        );
+        if selection.evaluated.len() < order.len() {
+            info!(
+                window = w,
+                evaluated = selection.evaluated.len(),
+                received = order.len(),
+                due = selection.due,
+                "more uploads than uids_per_window: the due first, then the window's order"
+            );
+        }
+        let chosen: std::collections::BTreeSet<u16> = selection.evaluated.into_iter().collect();
         let mut candidates = Vec::new();
-        for (peer, _, payload) in received.iter().take(budget) {
+        for (peer, _, payload) in received.iter().filter(|(peer, _, _)| chosen.contains(&peer.uid)) {
             let assigned = self.sync.assigned(w, peer.uid, &peer.hotkey);
             let own = self.read(&assigned[..assigned.len().min(g.own_eval_samples as usize)]).await;
             if !own.is_empty() && !random.is_empty() {
@@ -407,7 +427,7 @@ impl Validator {
                 }
             }
         };
-        let hotkeys: BTreeMap<u16, String> = received.iter().map(|(p, _, _)| (p.uid, p.hotkey.to_ss58())).collect();
+        let hotkeys: BTreeMap<u16, String> = hotkeys.into_iter().collect();
         let copies = originality::attribute_copies(&mut self.state.copy_evidence, &alike, &losses, &hotkeys);
         for (peer, _, _) in &received {
             let outcome = Outcome::Received {

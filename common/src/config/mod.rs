@@ -160,6 +160,10 @@ pub struct GauntletConfig {
     pub eval_lr_factor: f64,
     /// Miners given the full loss evaluation per window.
     pub uids_per_window: u32,
+    /// A received miner not evaluated for this many windows (or never) is due: due miners are
+    /// evaluated first, the longest-waiting first, and the rest of `uids_per_window` is drawn in
+    /// the window's unpredictable order (docs/protocol.md §14).
+    pub max_eval_gap: u32,
     /// Other miners' updates measured on each evaluated miner's own data, the control of the
     /// binary indicator (0: compare against random data alone, as the reference does).
     pub binary_reference_peers: u32,

@@ -166,6 +166,7 @@ fn gauntlet() -> GauntletConfig {
         order_gap: 0.1,
         eval_lr_factor: 0.2,
         uids_per_window: 20,
+        max_eval_gap: 10,
         binary_reference_peers: 3,
         binary_ema_alpha: 0.05,
         binary_zero_threshold: 0.1,

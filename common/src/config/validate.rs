@@ -222,6 +222,7 @@ fn gauntlet(c: &SubnetConfig, r: &mut Rules) {
     r.range("gauntlet.order_gap", g.order_gap, 0.0, false, 10.0, false);
     r.finite_positive("gauntlet.eval_lr_factor", g.eval_lr_factor);
     r.positive("gauntlet.uids_per_window", g.uids_per_window);
+    r.positive("gauntlet.max_eval_gap", g.max_eval_gap);
     r.range("gauntlet.binary_ema_alpha", g.binary_ema_alpha, 0.0, true, 1.0, false);
     r.range("gauntlet.binary_zero_threshold", g.binary_zero_threshold, -1.0, false, 1.0, false);
     r.non_negative("gauntlet.rating_floor", g.rating_floor);

@@ -202,6 +202,20 @@ fn a_new_hotkey_on_a_uid_starts_over() {
     assert_eq!(ledger.records[&1].hotkey, "someone-else");
 }
 
+/// The evaluation history the selection reads: set by a window with losses, not by one received
+/// without (not selected), and not carried over to a uid's new hotkey.
+#[test]
+fn the_last_evaluation_is_recorded_per_hotkey() {
+    let c = config();
+    let mut ledger = Ledger::default();
+    ledger.update(&input(3, vec![(1, honest(0.1)), (2, honest(0.1))]), &c);
+    let unevaluated = Outcome::Received { losses: None, lag: Some(0), copy_of: None };
+    ledger.update(&input(4, vec![(1, honest(0.1)), (2, unevaluated)]), &c);
+    let history = ledger.last_evaluated([(1, "hotkey-1"), (2, "hotkey-2"), (3, "hotkey-3")]);
+    assert_eq!(history, [(1, 4), (2, 3)].into_iter().collect());
+    assert!(ledger.last_evaluated([(1, "someone-else")]).is_empty());
+}
+
 /// Four honest miners, one always a little behind the others: the rating ranks it last every
 /// window and its μ − 3σ goes below 0, yet its updates help and pass the own-data test, so the
 /// rating floor pays it; with the floor off (the reference's rule) it gets nothing.
