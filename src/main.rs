@@ -54,6 +54,12 @@ enum Command {
         /// bucket for one window).
         #[arg(long, env = "FERRUM_DEVNET_FAULTS", value_delimiter = ',')]
         faults: Vec<String>,
+        /// Honest miners (the first this many) that train on `--gpu-device` instead of the CPU.
+        #[arg(long, env = "FERRUM_DEVNET_GPU_MINERS", default_value_t = 0)]
+        gpu_miners: usize,
+        /// The device of the `--gpu-miners`: wgpu or cuda, in builds with that feature.
+        #[arg(long, env = "FERRUM_DEVNET_GPU_DEVICE", default_value = "wgpu")]
+        gpu_device: String,
         /// Windows to run.
         #[arg(long, env = "FERRUM_DEVNET_WINDOWS", default_value_t = 6,
               value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -246,8 +252,9 @@ enum BenchCmd {
         /// Samples held out (the dataset's last) for the evaluation loss.
         #[arg(long, env = "FERRUM_BENCH_EVAL_SAMPLES", default_value_t = 64)]
         eval_samples: usize,
-        /// Backend: flex (CPU), or wgpu / cuda in builds with those features.
-        #[arg(long, env = "FERRUM_BACKEND", default_value = "flex")]
+        /// Device: cpu, or wgpu / cuda in builds with those features (`--features wgpu`);
+        /// `--backend` and `flex` are accepted too.
+        #[arg(long = "device", alias = "backend", env = "FERRUM_DEVICE", default_value = "cpu")]
         backend: String,
         /// Print JSON instead of a summary.
         #[arg(long, env = "FERRUM_BENCH_JSON")]
@@ -585,6 +592,8 @@ async fn run(cli: Cli) -> Result<()> {
             validators,
             adversaries,
             faults,
+            gpu_miners,
+            gpu_device,
             windows,
             preset,
             dir,
@@ -613,6 +622,7 @@ async fn run(cli: Cli) -> Result<()> {
                 eval_samples,
                 compare_honest,
                 datasets: dataset.zip(heldout),
+                gpu_miners: (gpu_miners, gpu_device),
                 ..Default::default()
             };
             let source = match &cli.config {

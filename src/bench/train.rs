@@ -27,9 +27,9 @@ pub struct TrainBench {
 pub struct TrainReport {
     pub preset: String,
     pub backend: String,
-    /// The CPU model and the compute paths taken on it (on the CPU backend).
+    /// The CPU model, and the compute paths taken on it when training runs on the CPU.
     pub cpu: String,
-    pub kernels: ferrum_common::train::KernelPath,
+    pub kernels: Option<ferrum_common::train::KernelPath>,
     pub dataset: String,
     pub params: u64,
     pub steps: u64,
@@ -107,7 +107,7 @@ pub async fn train(config: &SubnetConfig, dataset: &Dataset, name: &str, bench: 
         preset: name.to_string(),
         backend: bench.backend.clone(),
         cpu: super::cpu_model(),
-        kernels: ferrum_common::train::kernel_path(),
+        kernels: matches!(bench.backend.as_str(), "cpu" | "flex").then(ferrum_common::train::kernel_path),
         dataset: dataset.id().to_string(),
         params: ferrum_common::params::count(&config.model),
         steps: bench.steps,
@@ -142,13 +142,9 @@ impl TrainReport {
             self.sequence_length,
             self.micro_batch_size
         )?;
-        outln!(
-            "{} ({} threads): gemm {}, fused kernels {}",
-            self.cpu,
-            self.kernels.threads,
-            self.kernels.gemm,
-            self.kernels.fused
-        )?;
+        if let Some(k) = &self.kernels {
+            outln!("{} ({} threads): gemm {}, fused kernels {}", self.cpu, k.threads, k.gemm, k.fused)?;
+        }
         outln!("{:.0} tokens/s, {:.0} ms per step over {} steps", self.tokens_per_sec, self.mean_step_ms, self.steps)?;
         if let Some(b) = self.peak_rss_bytes {
             outln!("peak memory {:.0} MiB", b as f64 / (1 << 20) as f64)?;

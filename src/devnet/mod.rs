@@ -67,6 +67,10 @@ pub struct DevnetOptions {
     /// After the run, run it again without adversaries or faults (same honest miners,
     /// validators, data and genesis, in `dir/all-honest`) and report its held-out loss beside.
     pub compare_honest: bool,
+    /// The first this many honest miners train on this device (`wgpu`, `cuda`); every other
+    /// node on the CPU. Training need not match across devices bit for bit; the outer step is
+    /// plain f32 on the CPU everywhere, so the models stay in sync.
+    pub gpu_miners: (usize, String),
 }
 
 /// Names accepted by `--faults`: `flaky-link`, the first honest miner cannot reach the second
@@ -92,6 +96,7 @@ impl Default for DevnetOptions {
             datasets: None,
             faults: Vec::new(),
             compare_honest: false,
+            gpu_miners: (0, "cpu".into()),
         }
     }
 }
@@ -185,6 +190,8 @@ impl Role {
 struct MinerSlot {
     keypair: Keypair,
     role: Role,
+    /// The device it trains or evaluates on.
+    device: String,
     dir: PathBuf,
     task: Option<JoinHandle<Result<(), String>>>,
     stop: Option<watch::Sender<bool>>,
@@ -249,6 +256,9 @@ impl Devnet {
     /// Prepares data, config and chain under `opts.dir` (node state there is wiped; the
     /// dataset is kept and reused), registers the miners and starts them.
     pub async fn start(opts: &DevnetOptions) -> Result<Devnet> {
+        if opts.gpu_miners.0 > 0 {
+            ferrum_common::train::device(&opts.gpu_miners.1).context("the devnet's GPU miners")?;
+        }
         let mut config = tuned_config(
             &opts.preset,
             opts.config.as_ref(),
@@ -360,9 +370,11 @@ impl Devnet {
             if role == Role::Validator {
                 devnet.chain.set_stake(NETUID, &keypair.hotkey(), 1_000_000_000_000)?;
             }
+            let device = if i < opts.gpu_miners.0.min(opts.miners) { opts.gpu_miners.1.clone() } else { "cpu".into() };
             let slot = MinerSlot {
                 keypair,
                 role,
+                device,
                 dir: nodes.join(format!("{name}-{uid}")),
                 task: None,
                 stop: None,
@@ -496,7 +508,7 @@ impl Devnet {
             bucket_url: bucket.display().to_string(),
             dataset: self.dataset.clone(),
             state_dir: slot.dir.join("state"),
-            backend: "flex".into(),
+            backend: slot.device.clone(),
             threads: self.threads,
             metrics: slot.metrics.clone(),
             events: Some(self.events_tx.clone()),
@@ -572,6 +584,7 @@ impl Devnet {
         let slot = MinerSlot {
             keypair,
             role: Role::Miner(Behaviour::Honest),
+            device: "cpu".into(),
             dir,
             task: None,
             stop: None,

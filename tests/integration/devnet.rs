@@ -48,6 +48,30 @@ async fn miners_stay_in_sync_while_one_is_killed_and_restarted() {
     d.stop().await;
 }
 
+/// One miner trains on the wgpu backend (Mesa's lavapipe in CI), the others on the CPU: its
+/// updates are gathered like theirs and every node holds the same model every window (the outer
+/// step is plain f32 on the CPU everywhere). Each node names its device in its metrics.
+#[cfg(feature = "wgpu")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_miner_and_cpu_miners_stay_in_sync() {
+    let _heavy = crate::CPU_HEAVY.read().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = DevnetOptions { gpu_miners: (1, "wgpu".into()), ..options(dir.path(), 3) };
+    let mut d = Devnet::start(&opts).await.expect("devnet");
+    let w = d.current_window().await.expect("window") + 1;
+    for i in 0..3 {
+        let s = d.run_window(w + i).await.expect("window");
+        assert!(s.in_sync && s.peers.len() == 3, "window {}: {s:?}", w + i);
+    }
+    let device = |uid| {
+        d.metrics(uid)
+            .expect("metrics")
+            .get(&format!("ferrum_device_info{{device=\"{}\"}}", if uid == 1 { "wgpu" } else { "cpu" }))
+    };
+    assert_eq!((device(1), device(2), device(3)), (Some(1.0), Some(1.0), Some(1.0)));
+    d.stop().await;
+}
+
 /// A hand-made payload from `key` (as uid `uid`) for `window`, trained "from" `base`.
 fn crafted(d: &Devnet, key: &Keypair, uid: u16, window: u64, base: &MasterModel, samples_of_window: u64) -> Vec<u8> {
     crafted_scaled(d, key, uid, window, base, samples_of_window, 1.0)

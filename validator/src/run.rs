@@ -60,6 +60,8 @@ pub enum ValidatorError {
     Thread(std::io::Error),
     #[error("cannot replay window {window}: {source} (start from a checkpoint instead)")]
     Replay { window: u64, source: ChainError },
+    #[error("device: {0}")]
+    Device(#[from] ferrum_common::train::TrainError),
 }
 
 /// A window applied and waiting for its random-data seed block to be scored.
@@ -85,6 +87,8 @@ pub async fn run(
     chain: impl Chain,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ValidatorError> {
+    // A device that is not there stops the node now, not at its first window.
+    ferrum_node::cli::announce_device(&setup.metrics, &setup.backend, ferrum_common::train::device(&setup.backend))?;
     let hotkey = setup.keypair.hotkey();
     let uid = ferrum_node::join(&chain, &setup, true).await?;
     let span = tracing::info_span!("validator", uid, hotkey = %hotkey);

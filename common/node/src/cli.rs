@@ -36,8 +36,9 @@ pub struct RunArgs {
     /// Serve metrics on all interfaces.
     #[arg(global = true, long = "metrics.public", env = "FERRUM_METRICS_PUBLIC")]
     pub metrics_public: bool,
-    /// Training backend: flex (CPU), or wgpu / cuda in builds with those features.
-    #[arg(global = true, long, env = "FERRUM_BACKEND", default_value = "flex")]
+    /// Device to train and evaluate on: cpu, or wgpu / cuda in builds with those features
+    /// (`--features wgpu`). `--backend` and `flex` (the CPU backend's name) are accepted too.
+    #[arg(global = true, long = "device", alias = "backend", env = "FERRUM_DEVICE", default_value = "cpu")]
     pub backend: String,
     /// Threads for encoding and aggregation (default: all cores).
     #[arg(global = true, long, env = "FERRUM_THREADS")]
@@ -268,6 +269,21 @@ impl RunArgs {
     pub fn threads(&self) -> usize {
         self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
+}
+
+/// Logs and exports (`ferrum_device_info{device=…}`) the device a node trains or evaluates on,
+/// or stops the node with the reason it has none: a GPU that is not there fails at startup, not
+/// at the first window. `device` is the outcome of `ferrum_common::train::device` (this crate does
+/// not build the training core).
+pub fn announce_device<D, E: std::error::Error + Send + Sync + 'static>(
+    metrics: &crate::metrics::Metrics,
+    name: &str,
+    device: Result<D, E>,
+) -> Result<(), E> {
+    device?;
+    tracing::info!(device = name, "training and evaluation device");
+    metrics.set(format!("ferrum_device_info{{device=\"{name}\"}}"), "The device training and evaluation run on.", 1.0);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,10 +30,12 @@ pub enum TrainError {
     Token { index: usize, token: u32, vocab: u32 },
     #[error("non-finite training state at step {step}: loss {loss}, gradient norm {grad_norm}")]
     NonFinite { step: u64, loss: f32, grad_norm: f32 },
-    #[error("unknown backend {0:?}: expected flex{extra}", extra = BACKENDS_EXTRA)]
+    #[error("unknown device {0:?}: expected cpu{extra}", extra = BACKENDS_EXTRA)]
     UnknownBackend(String),
     #[error("backend error: {0}")]
     Backend(String),
+    #[error("no {0} device works on this machine: {1}")]
+    NoDevice(&'static str, String),
 }
 
 #[cfg(all(feature = "wgpu", feature = "cuda"))]
@@ -45,15 +47,38 @@ const BACKENDS_EXTRA: &str = " or cuda";
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 const BACKENDS_EXTRA: &str = " (this build has no GPU backend: build with --features wgpu or cuda)";
 
-/// The device for a backend name: `flex`, `wgpu` or `cuda` (the latter two need their feature).
+/// The device for a name: `cpu` (or `flex`, the CPU backend's name), `wgpu` or `cuda` (the
+/// latter two need their feature). A GPU device is tried with one small computation first, so a
+/// machine without one fails here with a reason rather than in the middle of a window.
 pub fn device(backend: &str) -> Result<Device, TrainError> {
     match backend {
         "flex" | "cpu" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
+        "wgpu" => probe("wgpu", Device::wgpu(burn::tensor::DeviceKind::default())),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
+        "cuda" => probe("cuda", Device::cuda(0)),
         other => Err(TrainError::UnknownBackend(other.to_string())),
+    }
+}
+
+/// `device` if `1 + 2` comes out as 3 on it. Backends report a missing adapter by panicking on
+/// first use, so the panic is caught here and becomes the error.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn probe(name: &'static str, device: Device) -> Result<Device, TrainError> {
+    let run = std::panic::AssertUnwindSafe(|| {
+        burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &device).sum().into_scalar::<f32>()
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(3.0) => Ok(device),
+        Ok(v) => Err(TrainError::NoDevice(name, format!("1 + 2 gave {v}"))),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the backend panicked".into());
+            Err(TrainError::NoDevice(name, why))
+        }
     }
 }
 
