@@ -65,7 +65,8 @@ struct Pending {
 /// Runs the miner until `shutdown` turns true (or the chain's block stream ends).
 pub async fn run(setup: MinerSetup, chain: impl Chain, mut shutdown: watch::Receiver<bool>) -> Result<(), MinerError> {
     // A device that is not there stops the node now, not at its first window.
-    ferrum_node::cli::announce_device(&setup.metrics, &setup.backend, ferrum_common::train::device(&setup.backend))?;
+    ferrum_common::train::device(&setup.backend)?;
+    ferrum_node::cli::announce_device(&setup.metrics, &setup.backend);
     let hotkey = setup.keypair.hotkey();
     let uid = ferrum_node::join(&chain, &setup, false).await?;
     let span = tracing::info_span!("miner", uid, hotkey = %hotkey);

@@ -107,7 +107,7 @@ pub async fn train(config: &SubnetConfig, dataset: &Dataset, name: &str, bench: 
         preset: name.to_string(),
         backend: bench.backend.clone(),
         cpu: super::cpu_model(),
-        kernels: matches!(bench.backend.as_str(), "cpu" | "flex").then(ferrum_common::train::kernel_path),
+        kernels: ferrum_common::train::is_cpu(&bench.backend).then(ferrum_common::train::kernel_path),
         dataset: dataset.id().to_string(),
         params: ferrum_common::params::count(&config.model),
         steps: bench.steps,

@@ -88,7 +88,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ValidatorError> {
     // A device that is not there stops the node now, not at its first window.
-    ferrum_node::cli::announce_device(&setup.metrics, &setup.backend, ferrum_common::train::device(&setup.backend))?;
+    ferrum_common::train::device(&setup.backend)?;
+    ferrum_node::cli::announce_device(&setup.metrics, &setup.backend);
     let hotkey = setup.keypair.hotkey();
     let uid = ferrum_node::join(&chain, &setup, true).await?;
     let span = tracing::info_span!("validator", uid, hotkey = %hotkey);

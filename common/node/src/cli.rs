@@ -272,18 +272,11 @@ impl RunArgs {
 }
 
 /// Logs and exports (`ferrum_device_info{device=…}`) the device a node trains or evaluates on,
-/// or stops the node with the reason it has none: a GPU that is not there fails at startup, not
-/// at the first window. `device` is the outcome of `ferrum_common::train::device` (this crate does
-/// not build the training core).
-pub fn announce_device<D, E: std::error::Error + Send + Sync + 'static>(
-    metrics: &crate::metrics::Metrics,
-    name: &str,
-    device: Result<D, E>,
-) -> Result<(), E> {
-    device?;
+/// once the caller has made sure it works (`ferrum_common::train::device`; this crate does not
+/// build the training core).
+pub fn announce_device(metrics: &crate::metrics::Metrics, name: &str) {
     tracing::info!(device = name, "training and evaluation device");
     metrics.set(format!("ferrum_device_info{{device=\"{name}\"}}"), "The device training and evaluation run on.", 1.0);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ pub fn write(indices: &[u32], n: usize, k: usize, code: SlotCode, out: &mut Vec<
         for &i in block {
             let i = u64::from(i);
             if i < next || i >= n as u64 {
-                return Err("block indices not strictly increasing inside the block");
+                return Err("a block's indices are not strictly increasing and inside the block");
             }
             let d = i - next;
             let (q, rem) = ((d >> r) as usize, d & ((1u64 << r) - 1));

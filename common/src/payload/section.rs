@@ -5,10 +5,15 @@ use crate::codec::{EncodedTensor, Geometry, Quantized, Values, bits, rice};
 
 /// Bytes of a tensor's section under the codec settings.
 pub fn len(g: &Geometry, quantization_bits: Option<u8>) -> usize {
-    let idx = rice::packed_len(g.index_code, g.blocks());
+    around_indices(g, quantization_bits, rice::packed_len(g.index_code, g.blocks()))
+}
+
+/// A section's bytes given those of its indices: the quantization header and codes, or the raw
+/// values, around them.
+fn around_indices(g: &Geometry, quantization_bits: Option<u8>, indices: usize) -> usize {
     match quantization_bits {
-        Some(b) => 8 + 4 * (1 << b) + idx + bits::packed_len(g.kept(), u32::from(b)),
-        None => idx + 4 * g.kept(),
+        Some(b) => 8 + 4 * (1 << b) + indices + bits::packed_len(g.kept(), u32::from(b)),
+        None => indices + 4 * g.kept(),
     }
 }
 
@@ -19,11 +24,7 @@ pub fn v1_len(spec: &crate::codec::CodecSpec) -> usize {
         .iter()
         .map(|(_, g)| {
             let index_bits = (usize::BITS - (g.block_len().max(2) - 1).leading_zeros()).max(1);
-            let idx = bits::packed_len(g.kept(), index_bits);
-            match spec.quantization_bits {
-                Some(b) => 8 + 4 * (1 << b) + idx + bits::packed_len(g.kept(), u32::from(b)),
-                None => idx + 4 * g.kept(),
-            }
+            around_indices(g, spec.quantization_bits, bits::packed_len(g.kept(), index_bits))
         })
         .sum()
 }
@@ -74,7 +75,12 @@ pub fn read(
     quantization_bits: Option<u8>,
     tensor: &str,
 ) -> Result<EncodedTensor, Rejection> {
-    debug_assert_eq!(section.len(), len(g, quantization_bits));
+    // The payload parser cuts sections by the layout; anyone else calling with another length
+    // gets a refusal, not a panic.
+    let expected = len(g, quantization_bits);
+    if section.len() != expected {
+        return Err(Rejection::Size { expected, got: section.len() as u64 });
+    }
     let tensor = || tensor.to_string();
     let mut pos = 0;
     let mut quant = None;

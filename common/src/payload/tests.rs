@@ -279,6 +279,21 @@ fn index_past_a_non_power_of_two_block_is_out_of_range() {
     }
 }
 
+/// `section::read` is public (benches, fuzzing): a section of the wrong length is refused, not a
+/// panic on a short read.
+#[test]
+fn a_section_of_the_wrong_length_is_refused() {
+    let (_, layout, _) = setup(Some(2));
+    let g = layout.spec.tensors[0].1;
+    let n = section::len(&g, Some(2));
+    for got in [0, n - 1, n + 1] {
+        assert_eq!(
+            section::read(&vec![0u8; got], &g, Some(2), "t"),
+            Err(Rejection::Size { expected: n, got: got as u64 })
+        );
+    }
+}
+
 #[test]
 fn raw_values_must_be_finite() {
     let (_, layout, header) = setup(None);

@@ -52,13 +52,18 @@ const BACKENDS_EXTRA: &str = " (this build has no GPU backend: build with --feat
 /// machine without one fails here with a reason rather than in the middle of a window.
 pub fn device(backend: &str) -> Result<Device, TrainError> {
     match backend {
-        "flex" | "cpu" => Ok(Device::flex()),
+        b if is_cpu(b) => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         "wgpu" => probe("wgpu", Device::wgpu(burn::tensor::DeviceKind::default())),
         #[cfg(feature = "cuda")]
         "cuda" => probe("cuda", Device::cuda(0)),
         other => Err(TrainError::UnknownBackend(other.to_string())),
     }
+}
+
+/// Whether a device name means the CPU backend.
+pub fn is_cpu(name: &str) -> bool {
+    matches!(name, "cpu" | "flex")
 }
 
 /// `device` if `1 + 2` comes out as 3 on it. Backends report a missing adapter by panicking on
